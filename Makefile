@@ -1,0 +1,50 @@
+# hybridwbc: every target installs what it needs into .venv first.
+PY     ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
+
+.PHONY: install run test test-fast experiments ui check-data bench clean help $(EXPERIMENTS)
+
+help:
+	@echo "make run          install, then run the main experiment (all_hem; synthetic data if none is found)"
+	@echo "make test         install, then run the test suite"
+	@echo "make experiments  run all_hem, wbc5, pbc8 and all_pbs"
+	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
+	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
+	@echo "make bench        run the benchmark scripts"
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python -m hybridwbc.run +experiment=all_hem
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not realdata"
+
+$(EXPERIMENTS): install
+	$(BIN)/python -m hybridwbc.run +experiment=$@
+
+experiments: $(EXPERIMENTS)
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+check-data: install
+	$(BIN)/python -m hybridwbc.data check $${HYBRIDWBC_DATA:-../shared/data}
+
+bench: install
+	$(BIN)/python bench/manifest_features.py
+
+clean:
+	rm -rf outputs multirun .cache .pytest_cache

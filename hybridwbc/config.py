@@ -1,0 +1,204 @@
+"""Dataclass schemas of the config nodes hybridwbc owns, and object builders.
+
+The schemas are registered in Hydra's ConfigStore as ``config_schema`` and
+named first in ``conf/config.yaml``'s defaults list, so composition rejects a
+misspelled key or a wrong type in any node we own (``data``, ``features``,
+``classifier``, ``eval``, ``tracking``, ``paths``) with Hydra's message.
+Enumerated choices are :class:`enum.Enum` fields, so an unknown value fails at
+composition too. Third-party ``_target_`` nodes (scikit-learn estimators)
+are typed ``Any`` and instantiated here, in one place, with ``_convert_="all"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+__all__ = [
+    "Layout", "Protocol", "SyntheticConfig", "DataConfig", "FeaturesConfig", "SearchConfig",
+    "ClassifierConfig", "EvalConfig", "TrackingConfig", "PathsConfig", "Config",
+    "register_schemas", "build_featurizer", "build_estimator",
+]
+
+
+class Layout(Enum):
+    """On-disk layouts :func:`hybridwbc.data.manifest.scan` reads, plus ``synthetic``."""
+
+    folders = "folders"
+    pbc = "pbc"
+    all_pbs = "all_pbs"
+    cnmc = "cnmc"
+    bccd = "bccd"
+    csv = "csv"
+    synthetic = "synthetic"
+
+
+class Protocol(Enum):
+    """Evaluation protocols: one held-out split, or k-fold cross-validation."""
+
+    holdout = "holdout"
+    cv = "cv"
+
+
+class Background(Enum):
+    smear = "smear"
+    black = "black"
+
+
+@dataclass
+class SyntheticConfig:
+    """The synthetic stand-in used when no real data is found (or ``layout: synthetic``)."""
+
+    classes: list[str] = field(default_factory=lambda: ["lymphocyte", "neutrophil"])
+    n_per_class: int = 30
+    size: int = 96
+    n_subjects: int = 0
+    background: Background = Background.smear
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    layout: Layout = Layout.synthetic
+    root: Optional[str] = None
+    subdir: Optional[str] = None
+    classes: Optional[list[str]] = None
+    max_per_class: Optional[int] = None
+    min_classes: int = 2
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class FeaturesConfig:
+    name: str = "simple"
+    featurizer: Any = None
+    n_jobs: int = 2
+    cache: bool = True
+
+
+@dataclass
+class SearchConfig:
+    """Inner cross-validated hyperparameter search, run on training data only."""
+
+    param_grid: Any = None
+    cv: int = 3
+    scoring: str = "balanced_accuracy"
+
+
+@dataclass
+class ClassifierConfig:
+    name: str = "svm"
+    estimator: Any = None
+    search: Optional[SearchConfig] = None
+
+
+@dataclass
+class EvalConfig:
+    protocol: Protocol = Protocol.holdout
+    test_size: float = 0.2
+    n_splits: int = 5
+    grouped: bool = True
+    n_bootstrap: int = 1000
+    ci: float = 0.95
+    positive_label: Optional[str] = None
+    binary_groups: Optional[dict[str, list[str]]] = None
+    binary_positive: Optional[str] = None
+    n_overlays_per_class: int = 4
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = "sqlite:///${paths.root}/mlflow.db"
+    artifact_root: str = "${paths.root}/mlartifacts"
+    experiment_name: Optional[str] = None
+    run_name: Optional[str] = None
+
+
+@dataclass
+class PathsConfig:
+    root: str = "${hydra:runtime.cwd}"
+    cache_dir: str = "${paths.root}/.cache/hybridwbc"
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    progress: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_schemas() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def _instantiate(node, what: str):
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from hybridwbc.errors import ConfigError
+
+    if node is None:
+        raise ConfigError(f"{what} is not set. Expected a node with a _target_; choose one in conf/.")
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as exc:
+        raise ConfigError(f"Cannot build {what} from the config: {exc}") from exc
+
+
+def build_featurizer(features_cfg):
+    """Instantiate ``features.featurizer``; raises :class:`ConfigError` on a bad node."""
+    from hybridwbc.errors import ConfigError
+    from hybridwbc.features.base import ImageFeaturizer
+
+    obj = _instantiate(features_cfg.featurizer, "features.featurizer")
+    if not isinstance(obj, ImageFeaturizer):
+        raise ConfigError(
+            f"features.featurizer must build an ImageFeaturizer; received {type(obj).__name__}. "
+            "Point its _target_ at a class in hybridwbc.features."
+        )
+    obj.fit()
+    return obj
+
+
+def build_estimator(classifier_cfg, seed: int = 0):
+    """Instantiate ``classifier.estimator``, wrapped in a grid search when ``classifier.search`` is set.
+
+    The search's inner cross-validation is stratified and grouped; it is only
+    ever fitted on a training split (see :func:`hybridwbc.evaluate.fit_estimator`).
+    """
+    from sklearn.base import is_classifier
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+
+    from hybridwbc.errors import ConfigError
+
+    est = _instantiate(classifier_cfg.estimator, "classifier.estimator")
+    if not is_classifier(est):
+        raise ConfigError(
+            f"classifier.estimator must be a scikit-learn classifier; received {type(est).__name__}."
+        )
+    search = classifier_cfg.get("search") if hasattr(classifier_cfg, "get") else classifier_cfg.search
+    if search and search.get("param_grid"):
+        from omegaconf import OmegaConf
+
+        grid = OmegaConf.to_container(search.param_grid, resolve=True) \
+            if not isinstance(search.param_grid, dict) else search.param_grid
+        params = est.get_params(deep=True)
+        bad = [k for k in grid if k not in params]
+        if bad:
+            raise ConfigError(
+                f"classifier.search.param_grid names {bad}, which {type(est).__name__} has no parameter for. "
+                f"Expected keys among {sorted(est.get_params())[:12]}..."
+            )
+        est = GridSearchCV(est, grid, scoring=search.scoring, refit=True, n_jobs=1,
+                           cv=StratifiedGroupKFold(n_splits=int(search.cv), shuffle=True, random_state=seed))
+    return est

@@ -1,0 +1,1 @@
+"""Feature extraction: handcrafted families, CNN embeddings, cache and tables."""

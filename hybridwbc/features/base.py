@@ -1,0 +1,106 @@
+"""The contract every image featurizer follows.
+
+A featurizer maps one RGB image to one fixed-length float vector. It is a
+scikit-learn transformer (so it can be cloned, and its settings are its
+``get_params()``), but it learns nothing: ``fit`` only validates settings.
+The feature table layer (:mod:`hybridwbc.features.table`) calls
+:meth:`ImageFeaturizer.featurize` once per image, in parallel, and caches the
+vector on disk under the image's content hash plus :meth:`cache_key`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+__all__ = ["ImageFeaturizer"]
+
+
+class ImageFeaturizer(TransformerMixin, BaseEstimator):
+    """Base class: one image in, one feature vector out.
+
+    Subclasses implement :meth:`featurize` and :meth:`feature_names`. Both must
+    depend only on the constructor parameters (scikit-learn convention), so
+    that :meth:`cache_key` identifies the output exactly.
+
+    ``featurize`` raises :class:`~hybridwbc.errors.NoCellFoundError` when an
+    image holds no plausible cell; the table layer records such images as
+    skipped rather than guessing.
+    """
+
+    #: Bump in a subclass when its arithmetic changes, to invalidate caches.
+    version: int = 1
+
+    def featurize(self, image: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """Compute the features of one image.
+
+        Parameters
+        ----------
+        image : ndarray of shape (H, W, 3), dtype uint8
+            RGB image.
+
+        Returns
+        -------
+        features : ndarray of shape (n_features,), dtype float64
+        """
+        raise NotImplementedError
+
+    def feature_names(self) -> list[str]:  # pragma: no cover - abstract
+        """Names of the features, in the order :meth:`featurize` returns them."""
+        raise NotImplementedError
+
+    # scikit-learn API -------------------------------------------------
+    def fit(self, X=None, y=None):
+        """Validate settings; nothing is learned. Returns ``self``."""
+        self.n_features_out_ = len(self.feature_names())
+        return self
+
+    def transform(self, X: Sequence[np.ndarray]) -> np.ndarray:
+        """Featurize a sequence of images.
+
+        Parameters
+        ----------
+        X : sequence of ndarray of shape (H, W, 3), dtype uint8
+
+        Returns
+        -------
+        features : ndarray of shape (n_images, n_features), dtype float64
+        """
+        rows = [np.asarray(self.featurize(image), dtype=np.float64) for image in X]
+        if not rows:
+            return np.empty((0, len(self.feature_names())), dtype=np.float64)
+        return np.vstack(rows)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Feature names as an object array, as scikit-learn expects."""
+        return np.asarray(self.feature_names(), dtype=object)
+
+    def cache_key(self) -> str:
+        """A short hash of the class, its version and its parameters.
+
+        Two featurizers with equal keys produce identical vectors for the
+        same image, so cached vectors can be shared between runs.
+        """
+        params = {k: _jsonable(v) for k, v in sorted(self.get_params(deep=False).items())}
+        blob = json.dumps(
+            {"cls": f"{type(self).__module__}.{type(self).__qualname__}", "v": self.version, "params": params},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _jsonable(value):
+    if isinstance(value, ImageFeaturizer):
+        return {"key": value.cache_key()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -1,0 +1,88 @@
+"""On-disk cache of per-image feature vectors, keyed by content hash plus settings.
+
+Layout: ``<root>/<settings key>/<hash[:2]>/<hash>.npy`` for a vector, or
+``<hash>.skip`` (a one-line reason) for an image that yielded no features.
+Every entry is written to a temporary file in the same folder and moved into
+place with :func:`os.replace`, which is atomic on POSIX: an interrupted run
+leaves either a whole entry or none, and a rerun resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FeatureCache"]
+
+
+class FeatureCache:
+    """Per-image cache of feature vectors for one featurizer setting.
+
+    Parameters
+    ----------
+    root : path-like
+        Cache folder (created on demand).
+    key : str
+        The featurizer's :meth:`~hybridwbc.features.base.ImageFeaturizer.cache_key`.
+    """
+
+    def __init__(self, root: str | os.PathLike, key: str):
+        self.folder = Path(root) / key
+        self.key = key
+
+    def _path(self, sha: str, suffix: str) -> Path:
+        return self.folder / sha[:2] / f"{sha}{suffix}"
+
+    def get(self, sha: str) -> np.ndarray | str | None:
+        """The cached vector, the cached skip reason (str), or ``None`` when absent.
+
+        A corrupt entry (unreadable ``.npy``) is deleted and reported as absent.
+        """
+        if not sha:
+            return None
+        p = self._path(sha, ".npy")
+        if p.is_file():
+            try:
+                return np.load(p, allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                p.unlink(missing_ok=True)
+                return None
+        s = self._path(sha, ".skip")
+        if s.is_file():
+            try:
+                return s.read_text(encoding="utf-8") or "skipped"
+            except OSError:
+                return None
+        return None
+
+    def _atomic_write(self, target: Path, write) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put(self, sha: str, vector: np.ndarray) -> None:
+        """Store a vector atomically (``float64``, shape ``(n_features,)``)."""
+        if sha:
+            arr = np.asarray(vector, dtype=np.float64)
+            self._atomic_write(self._path(sha, ".npy"), lambda fh: np.save(fh, arr, allow_pickle=False))
+
+    def put_skip(self, sha: str, reason: str) -> None:
+        """Record that an image yields no features (e.g. no cell found)."""
+        if sha:
+            self._atomic_write(self._path(sha, ".skip"), lambda fh: fh.write(reason.encode("utf-8")))
+
+    def __len__(self) -> int:
+        if not self.folder.is_dir():
+            return 0
+        return sum(1 for _ in self.folder.glob("*/*.npy"))

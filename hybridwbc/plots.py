@@ -1,0 +1,85 @@
+"""Figures a researcher looks at: confusion matrix, ROC curve, training curves.
+
+Each function writes one PNG and returns its path. Matplotlib is imported
+lazily with the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["confusion_matrix_png", "roc_png"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix_png(cm: np.ndarray, classes: Sequence[str], path, title: str = "") -> Path:
+    """Plot a confusion matrix with counts and row-normalised colours.
+
+    Parameters
+    ----------
+    cm : ndarray of shape (n_classes, n_classes), dtype int
+        Rows are true classes, columns predicted.
+    classes : sequence of str
+    path : path-like
+        Output PNG.
+    """
+    plt = _plt()
+    cm = np.asarray(cm)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.7 * n), dpi=110)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def roc_png(is_positive: np.ndarray, score: np.ndarray, path, title: str = "") -> Path:
+    """Plot a ROC curve with its AUC.
+
+    Parameters
+    ----------
+    is_positive : ndarray of shape (n,), dtype bool
+    score : ndarray of shape (n,), dtype float
+        Probability (or score) of the positive class.
+    path : path-like
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _plt()
+    fpr, tpr, _ = roc_curve(is_positive, score)
+    auc = roc_auc_score(is_positive, score)
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=110)
+    ax.plot(fpr, tpr, lw=2, label=f"AUC = {auc:.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(title or "ROC", fontsize=9)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

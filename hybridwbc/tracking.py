@@ -1,0 +1,150 @@
+"""Experiment tracking: the one place that talks to MLflow.
+
+:class:`Tracker` is a context manager around one run. With tracking enabled it
+sets the tracking URI explicitly (sqlite by default; MLflow's file store is
+deprecated), creates the experiment with an artifact location under
+``mlartifacts/``, and logs params, metrics, tags and artifacts. With tracking
+disabled every call is a no-op, and artifacts stay in the Hydra run folder.
+A run that raises is ended with status ``FAILED`` and its error is logged.
+MLflow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Tracker", "flatten"]
+
+log = logging.getLogger(__name__)
+
+_MAX_PARAM = 500
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into ``a.b.c`` keys (lists become their string form)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def git_commit(root: str | os.PathLike) -> str:
+    """The project's current git commit, with ``-dirty`` if the tree has changes; ``""`` outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{sha}-dirty" if sha and dirty else sha
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("hybridwbc", "numpy", "scikit-learn", "scikit-image", "opencv-python-headless", "tensorflow-cpu",
+                 "keras", "hydra-core", "mlflow", "pandas"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+class Tracker:
+    """One tracked run.
+
+    Parameters
+    ----------
+    enabled : bool
+    uri : str
+        MLflow tracking URI, e.g. ``sqlite:////abs/path/mlflow.db``.
+    artifact_root : str
+        Folder under which each experiment's artifacts go.
+    experiment : str
+        MLflow experiment name (the Hydra experiment).
+    run_name : str, optional
+    """
+
+    def __init__(self, enabled: bool, uri: str, artifact_root: str, experiment: str, run_name: str | None = None):
+        self.enabled = enabled
+        self.uri = uri
+        self.artifact_root = artifact_root
+        self.experiment = experiment
+        self.run_name = run_name
+        self.run_id: str | None = None
+        self._mlflow = None
+
+    def __enter__(self) -> "Tracker":
+        if not self.enabled:
+            return self
+        import mlflow
+
+        self._mlflow = mlflow
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        exp = mlflow.get_experiment_by_name(self.experiment)
+        if exp is None:
+            location = Path(self.artifact_root).resolve() / self.experiment
+            exp_id = mlflow.create_experiment(self.experiment, artifact_location=location.as_uri())
+        else:
+            exp_id = exp.experiment_id
+        run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name)
+        self.run_id = run.info.run_id
+        log.info("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.uri)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if not self.enabled or self._mlflow is None:
+            return False
+        mlflow = self._mlflow
+        if exc is not None:
+            message = f"{type(exc).__name__}: {exc}"
+            mlflow.set_tag("error", message[:5000])
+            mlflow.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
+            mlflow.end_run(status="FAILED")
+        else:
+            mlflow.end_run(status="FINISHED")
+        return False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self._mlflow is None:
+            return
+        clean = {k: (str(v)[:_MAX_PARAM] if v is not None else "null") for k, v in params.items()}
+        self._mlflow.log_params(clean)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._mlflow is None:
+            return
+        import math
+
+        clean = {k.replace("@", "_"): float(v) for k, v in metrics.items()
+                 if v is not None and math.isfinite(float(v))}
+        self._mlflow.log_metrics(clean, step=step)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self._mlflow is None:
+            return
+        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if self._mlflow is None:
+            return
+        p = Path(path)
+        if p.is_dir():
+            self._mlflow.log_artifacts(str(p), artifact_path=artifact_path)
+        elif p.is_file():
+            self._mlflow.log_artifact(str(p), artifact_path=artifact_path)

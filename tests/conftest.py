@@ -1,0 +1,82 @@
+"""Shared fixtures: config composition, synthetic images and data sets, real-data skipping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+REAL_DATA = Path(os.environ.get("HYBRIDWBC_DATA", ROOT.parent / "shared" / "data"))
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if not REAL_DATA.is_dir():
+        skip = pytest.mark.skip(reason=f"real data folder {REAL_DATA} is absent")
+        for item in items:
+            if "realdata" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def compose(tmp_path):
+    """Compose ``conf/config.yaml`` with overrides, rooted in a temporary project folder.
+
+    Returns ``(cfg, choices)``; tracking goes to a sqlite store inside ``tmp_path``.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from hybridwbc.config import register_schemas
+
+    register_schemas()
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=[f"paths.root={tmp_path}", "progress=false", *overrides],
+                                return_hydra_config=True)
+        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+        with __import__("omegaconf").open_dict(cfg):
+            del cfg["hydra"]
+        return cfg, choices
+
+    return _compose
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def cell_image(rng):
+    """One synthetic neutrophil-like cell, (96, 96, 3) uint8."""
+    from hybridwbc.data.synthetic import PROFILES, draw_cell
+
+    return draw_cell(rng, PROFILES["lymphocyte"], size=96).image
+
+
+def save_png(path: Path, array: np.ndarray) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def folder_dataset(tmp_path):
+    """A small ``root/<class>/<image>.png`` data set of two synthetic classes (12 images each)."""
+    from hybridwbc.data.synthetic import PROFILES, draw_cell
+
+    root = tmp_path / "folders"
+    rng = np.random.default_rng(1)
+    for label in ("lymphocyte", "eosinophil"):
+        for i in range(12):
+            save_png(root / label / f"{label}_{i:02d}.png", draw_cell(rng, PROFILES[label], size=64).image)
+    return root

@@ -1,0 +1,95 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from conftest import CONF, EXPERIMENTS, ROOT
+from hybridwbc.config import build_estimator, build_featurizer
+from hybridwbc.errors import ConfigError
+
+
+def test_experiment_not_in_root_defaults():
+    defaults = yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
+    assert not any(isinstance(d, dict) and "experiment" in d for d in defaults)
+    assert "experiment" not in str(defaults)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_builds(compose, name):
+    first = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()[0]
+    assert first == "# @package _global_"
+    cfg, choices = compose(f"+experiment={name}")
+    assert choices["experiment"] == name
+    build_featurizer(cfg.features)
+    build_estimator(cfg.classifier, cfg.seed)
+
+
+def test_required_experiments_exist():
+    assert {"all_hem", "wbc5", "pbc8", "all_pbs"} <= set(EXPERIMENTS)
+
+
+def test_misspelled_key_fails_at_composition(compose, tmp_path):
+    with pytest.raises((ConfigKeyError, ConfigCompositionException), match="n_split"):
+        compose("+experiment=all_hem", "eval.n_split=3")
+    # a typo inside an experiment file fails too, because our nodes have schemas
+    import shutil
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "experiment" / "typo.yaml").write_text("# @package _global_\neval:\n  n_split: 3\n")
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        with pytest.raises(ConfigCompositionException, match="typo"):
+            hydra_compose("config", overrides=["paths.root=/tmp", "+experiment=typo"])
+
+
+def test_bad_enum_value_fails_at_composition(compose):
+    with pytest.raises((ValidationError, ConfigCompositionException), match="protocol"):
+        compose("eval.protocol=loo")
+
+
+def test_unknown_group_option_fails(compose):
+    with pytest.raises(ConfigCompositionException, match="mobilenetv9"):
+        compose("classifier=mobilenetv9")
+
+
+def test_sklearn_nodes_are_converted_to_plain_python(compose):
+    cfg, _ = compose("classifier=svm")
+    est = build_estimator(cfg.classifier, cfg.seed)
+    assert type(est.estimator.steps) is list  # GridSearchCV(Pipeline) with plain lists, not ListConfig
+    assert est.estimator.get_params()["clf__estimator__class_weight"] == "balanced"
+
+
+def test_bad_search_grid_and_bad_targets(compose):
+    cfg, _ = compose("classifier=svm", "+classifier.search.param_grid.clf__nope=[1]")
+    with pytest.raises(ConfigError, match=r"param_grid names \['clf__nope'\]"):
+        build_estimator(cfg.classifier)
+    cfg, _ = compose("classifier.estimator._target_=sklearn.preprocessing.StandardScaler",
+                     "~classifier.estimator.steps", "classifier.search=null")
+    with pytest.raises(ConfigError, match="must be a scikit-learn classifier"):
+        build_estimator(cfg.classifier)
+    cfg, _ = compose("features.featurizer._target_=sklearn.preprocessing.StandardScaler",
+                     "~features.featurizer.min_area_fraction")
+    with pytest.raises(ConfigError, match="must build an ImageFeaturizer"):
+        build_featurizer(cfg.features)
+    cfg, _ = compose("features.featurizer._target_=hybridwbc.features.simple.Nope")
+    with pytest.raises(ConfigError, match="Cannot build features.featurizer"):
+        build_featurizer(cfg.features)
+    cfg, _ = compose("features.featurizer=null")
+    with pytest.raises(ConfigError, match="features.featurizer is not set"):
+        build_featurizer(cfg.features)
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, hybridwbc.run, hybridwbc.predict, hybridwbc.config;"
+            "heavy=[m for m in ('tensorflow','mlflow','keras','sklearn','matplotlib') if m in sys.modules];"
+            "print(heavy); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "hybridwbc.run", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "experiment" in out.stdout

@@ -1,0 +1,127 @@
+"""Smoke-run every experiment end to end on the built-in synthetic data, tracked in a temporary MLflow store."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import EXPERIMENTS, ROOT, save_png
+from hybridwbc.errors import DataLayoutError
+from hybridwbc.run import run_experiment
+
+SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=50", "features.n_jobs=1"]
+
+
+@pytest.fixture(autouse=True)
+def _no_real_data(monkeypatch):
+    monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
+
+
+def _mlflow_run(tmp_path, run_id):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_smoke_runs_on_synthetic_fallback(compose, tmp_path, name):
+    cfg, choices = compose(f"+experiment={name}", *SMALL)
+    out = run_experiment(cfg, tmp_path / "run", name, choices)
+    assert out["source"] == "synthetic"  # paths.root has no ../shared/data: the built-in data stands in
+    m = out["metrics"]
+    for key in ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "accuracy_ci_low", "accuracy_ci_high"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["accuracy"] > 0.6  # the synthetic classes are separable by construction
+    run_dir = out["run_dir"]
+    for f in ("config.yaml", "predictions.csv", "per_class_report.csv", "confusion_matrix.png", "skipped.csv",
+              "metrics.json", "model/model.json", "model/pipeline.joblib"):
+        assert (run_dir / f).is_file(), f
+    preds = pd.read_csv(run_dir / "predictions.csv")
+    assert {"path", "label", "fold", "predicted"} <= set(preds.columns)
+    run = _mlflow_run(tmp_path, out["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["data.source"] == "synthetic" and "git_commit" in run.data.tags
+    assert run.data.params["choice.experiment"] == name
+    assert run.data.metrics["accuracy"] == pytest.approx(m["accuracy"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    arts = {a.path for a in client.list_artifacts(out["run_id"])}
+    assert {"confusion_matrix.png", "predictions.csv", "model", "skipped.csv", "config.yaml"} <= arts
+    assert client.get_experiment(run.info.experiment_id).name == name
+
+
+def test_binary_experiments_report_binary_metrics(compose, tmp_path):
+    cfg, choices = compose("+experiment=all_hem", *SMALL, "tracking=disabled")
+    m = run_experiment(cfg, tmp_path / "a", "all_hem", choices)["metrics"]
+    assert {"sensitivity", "specificity", "roc_auc", "roc_auc_ci_low"} <= set(m)
+    assert (tmp_path / "a" / "roc.png").is_file()
+    cfg, choices = compose("+experiment=all_pbs", *SMALL, "tracking=disabled")
+    m = run_experiment(cfg, tmp_path / "b", "all_pbs", choices)["metrics"]
+    assert {"binary_accuracy", "binary_sensitivity", "binary_roc_auc"} <= set(m)
+
+
+def test_same_seed_same_results(compose, tmp_path):
+    cfg, choices = compose("+experiment=wbc5", *SMALL, "tracking=disabled")
+    a = run_experiment(cfg, tmp_path / "a", "wbc5", choices)
+    b = run_experiment(cfg, tmp_path / "b", "wbc5", choices)
+    assert a["metrics"]["accuracy"] == b["metrics"]["accuracy"]
+    pa, pb = (pd.read_csv(x["run_dir"] / "predictions.csv") for x in (a, b))
+    pd.testing.assert_frame_equal(pa, pb)
+
+
+def test_bad_files_are_skipped_counted_and_listed(compose, tmp_path, folder_dataset):
+    (folder_dataset / "lymphocyte" / "zero.jpg").write_bytes(b"")
+    (folder_dataset / "eosinophil" / "text.png").write_text("hello")
+    save_png(folder_dataset / "eosinophil" / "blank.png", np.full((64, 64, 3), 230, np.uint8))
+    cfg, choices = compose("data=folders", f"data.root={folder_dataset}", "eval.test_size=0.25",
+                           "eval.n_bootstrap=20", "classifier=random_forest", "tracking=disabled")
+    out = run_experiment(cfg, tmp_path / "run", "bad", choices)
+    skipped = pd.read_csv(tmp_path / "run" / "skipped.csv")
+    assert len(skipped) == 3 and out["metrics"]["n_skipped"] == 3
+    assert set(skipped["stage"]) == {"features"}
+
+
+def test_failed_run_is_marked_failed_in_mlflow(compose, tmp_path):
+    cfg, choices = compose("data=folders", f"data.root={tmp_path}/missing")
+    with pytest.raises(DataLayoutError, match="does not exist"):
+        run_experiment(cfg, tmp_path / "run", "broken", choices)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("broken")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FAILED"
+    assert "does not exist" in run.data.tags["error"]
+
+
+def test_single_class_left_after_skipping_stops(compose, tmp_path):
+    root = tmp_path / "ds"
+    save_png(root / "a" / "1.png", np.full((64, 64, 3), 230, np.uint8))  # blank: no cell
+    for i in range(3):
+        from hybridwbc.data.synthetic import PROFILES, draw_cell
+
+        save_png(root / "b" / f"{i}.png", draw_cell(np.random.default_rng(i), PROFILES["hem"], 64).image)
+    cfg, choices = compose("data=folders", f"data.root={root}", "tracking=disabled")
+    with pytest.raises(DataLayoutError, match="1 class\\(es\\) remain"):
+        run_experiment(cfg, tmp_path / "run", "x", choices)
+
+
+def test_cli_runs_and_reports_errors_in_one_line(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HYBRIDWBC_DATA"}
+    base = [sys.executable, "-m", "hybridwbc.run", f"paths.root={tmp_path}", "progress=false",
+            f"hydra.run.dir={tmp_path}/out"]
+    ok = subprocess.run(base + ["+experiment=all_hem", "tracking=disabled", *SMALL], capture_output=True,
+                        text=True, cwd=ROOT, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "BUILT-IN SYNTHETIC" in ok.stdout and "balanced_accuracy" in ok.stdout
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n_images"] == 24
+    bad = subprocess.run(base + ["data=folders", f"data.root={tmp_path}/nowhere"], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=300)
+    assert bad.returncode == 1
+    errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("hybridwbc: error:")]
+    assert len(errors) == 1 and "nowhere" in errors[0] and "Fix:" in errors[0]
+    assert "Traceback" not in bad.stderr
