@@ -44,7 +44,7 @@ check-data: install
 	$(BIN)/python -m hybridwbc.data check $${HYBRIDWBC_DATA:-../shared/data}
 
 bench: install
-	$(BIN)/python bench/manifest_features.py
+	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf outputs multirun .cache .pytest_cache

@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any, Optional
 
 __all__ = [
-    "Layout", "Protocol", "SyntheticConfig", "DataConfig", "FeaturesConfig", "SearchConfig",
+    "Layout", "Protocol", "InputKind", "SyntheticConfig", "DataConfig", "FeaturesConfig", "SearchConfig",
     "ClassifierConfig", "EvalConfig", "TrackingConfig", "PathsConfig", "Config",
     "register_schemas", "build_featurizer", "build_estimator",
 ]
@@ -39,6 +39,19 @@ class Protocol(Enum):
 
     holdout = "holdout"
     cv = "cv"
+
+
+class InputKind(Enum):
+    """What a classifier's ``fit``/``predict`` receive as ``X``.
+
+    ``features``: the feature table, ``(n, n_features) float64``.
+    ``paths``: image file paths, ``(n, 1) object`` (CNN estimators that read images).
+    ``paths_features``: paths in column 0, then the feature table (hybrid estimators).
+    """
+
+    features = "features"
+    paths = "paths"
+    paths_features = "paths_features"
 
 
 class Background(Enum):
@@ -89,6 +102,7 @@ class SearchConfig:
 @dataclass
 class ClassifierConfig:
     name: str = "svm"
+    input: InputKind = InputKind.features
     estimator: Any = None
     search: Optional[SearchConfig] = None
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from hybridwbc.errors import ModelLoadError
 
-__all__ = ["WBCPipeline", "MODEL_FILE", "META_FILE"]
+__all__ = ["WBCPipeline", "design_matrix", "MODEL_FILE", "META_FILE"]
 
 MODEL_FILE = "pipeline.joblib"
 META_FILE = "model.json"
@@ -33,6 +33,33 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def design_matrix(input_kind: str, paths: Sequence[str], features: np.ndarray) -> np.ndarray:
+    """The ``X`` a classifier receives, by its ``classifier.input`` kind.
+
+    Parameters
+    ----------
+    input_kind : {"features", "paths", "paths_features"}
+    paths : sequence of str, length n
+    features : ndarray of shape (n, n_features), dtype float64
+
+    Returns
+    -------
+    X : ndarray
+        ``features`` (float64); or paths as ``(n, 1) object``; or paths then
+        features as ``(n, 1 + n_features) object``.
+    """
+    if input_kind == "features":
+        return features
+    col = np.asarray(list(paths), dtype=object).reshape(-1, 1)
+    if input_kind == "paths":
+        return col
+    if input_kind == "paths_features":
+        return np.hstack([col, np.asarray(features, dtype=object)])
+    from hybridwbc.errors import ConfigError
+
+    raise ConfigError(f"Unknown classifier.input {input_kind!r}. Expected features, paths or paths_features.")
+
+
 class WBCPipeline:
     """Featurizer and fitted classifier, applied together to image files.
 
@@ -42,12 +69,15 @@ class WBCPipeline:
     estimator : fitted scikit-learn classifier
     info : dict, optional
         Free-form provenance (experiment, MLflow run id, config) saved in ``model.json``.
+    input_kind : {"features", "paths", "paths_features"}
+        What the estimator takes as ``X`` (see :func:`design_matrix`).
     """
 
-    def __init__(self, featurizer, estimator, info: dict | None = None):
+    def __init__(self, featurizer, estimator, info: dict | None = None, input_kind: str = "features"):
         self.featurizer = featurizer
         self.estimator = estimator
         self.info = dict(info or {})
+        self.input_kind = input_kind
 
     @property
     def classes_(self) -> list[str]:
@@ -71,7 +101,8 @@ class WBCPipeline:
         classes = self.classes_
         proba = np.full((len(paths), len(classes)), np.nan)
         if len(table.index):
-            proba[table.index] = self.estimator.predict_proba(table.X)
+            kept = [paths[i] for i in table.index]
+            proba[table.index] = self.estimator.predict_proba(design_matrix(self.input_kind, kept, table.X))
         out = pd.DataFrame({"path": paths})
         ok = np.zeros(len(paths), bool)
         ok[table.index] = True
@@ -105,6 +136,7 @@ class WBCPipeline:
             "featurizer": type(self.featurizer).__name__,
             "featurizer_params": {k: repr(v) for k, v in self.featurizer.get_params().items()},
             "estimator": type(self.estimator).__name__,
+            "input_kind": self.input_kind,
             "versions": library_versions(),
             "info": _jsonable(self.info),
             "files": {MODEL_FILE: _sha256(model_path)},

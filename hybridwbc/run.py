@@ -61,7 +61,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
     from hybridwbc.errors import DataLayoutError
     from hybridwbc.evaluate import evaluate_predictions, fit_estimator, predict_out_of_sample, to_binary
     from hybridwbc.features.table import featurize_manifest
-    from hybridwbc.pipeline import WBCPipeline
+    from hybridwbc.pipeline import WBCPipeline, design_matrix
     from hybridwbc.plots import confusion_matrix_png, roc_png
     from hybridwbc.tracking import Tracker, flatten, git_commit, library_versions
 
@@ -117,13 +117,15 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
                 f"in {str(data.root)!r}; classification needs two. See skipped.csv in {run_dir}."
             )
         groups = split_groups(kept)
+        input_kind = _value(cfg.classifier.input)
+        X = design_matrix(input_kind, kept["path"].tolist(), table.X)
 
         # 4. evaluate on out-of-sample predictions
         t = time.perf_counter()
         ev = cfg.eval
         protocol = _value(ev.protocol)
         pred, splits, fitted = predict_out_of_sample(
-            estimator, table.X, y, groups, protocol=protocol, test_size=ev.test_size, n_splits=ev.n_splits,
+            estimator, X, y, groups, protocol=protocol, test_size=ev.test_size, n_splits=ev.n_splits,
             grouped=ev.grouped, seed=cfg.seed)
         timings["fit_predict_s"] = time.perf_counter() - t
         boot_groups = groups[pred.rows] if has_subjects(kept) else None
@@ -166,10 +168,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         else:
             from sklearn.base import clone
 
-            final = fit_estimator(clone(estimator), table.X, y, groups)
+            final = fit_estimator(clone(estimator), X, y, groups)
         model_dir = WBCPipeline(featurizer, final, info={
             "experiment": experiment, "run_id": tracker.run_id, "data": cfg.data.name,
-            "features": cfg.features.name, "classifier": cfg.classifier.name}).save(run_dir / "model")
+            "features": cfg.features.name, "classifier": cfg.classifier.name}, input_kind=input_kind
+        ).save(run_dir / "model")
         metrics.update({k: round(v, 3) for k, v in timings.items()})
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         tracker.log_metrics(metrics)
