@@ -21,7 +21,7 @@ from hybridwbc.data.splits import holdout_split, kfold_splits
 __all__ = [
     "Predictions", "EvaluationResult", "fit_estimator", "predict_out_of_sample",
     "classification_metrics", "bootstrap_ci", "per_class_report", "evaluate_predictions",
-    "to_binary",
+    "to_binary", "mcnemar",
 ]
 
 
@@ -269,3 +269,25 @@ def evaluate_predictions(pred: Predictions, groups=None, positive: str | None = 
     cm = confusion_matrix(pred.y_true, pred.y_pred, labels=pred.classes)
     return EvaluationResult(metrics=metrics, report=per_class_report(pred.y_true, pred.y_pred, pred.classes),
                             confusion=cm, classes=list(pred.classes))
+
+
+def mcnemar(y_true, pred_a, pred_b) -> dict:
+    """Exact McNemar test of two classifiers' paired predictions on the same rows.
+
+    Counts the discordant pairs, ``b`` (A right, B wrong) and ``c`` (A wrong,
+    B right), and tests ``b`` against Binomial(``b + c``, 1/2), two-sided.
+
+    Returns
+    -------
+    dict
+        ``b``, ``c`` and ``p_value`` (1.0 when there are no discordant pairs).
+    """
+    from scipy.stats import binomtest
+
+    y_true = np.asarray(y_true, dtype=object)
+    a_ok = np.asarray(pred_a, dtype=object) == y_true
+    b_ok = np.asarray(pred_b, dtype=object) == y_true
+    b = int(np.sum(a_ok & ~b_ok))
+    c = int(np.sum(~a_ok & b_ok))
+    p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+    return {"b": b, "c": c, "p_value": p}

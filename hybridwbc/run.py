@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from hybridwbc.config import register_schemas
@@ -35,6 +36,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
                    choices: dict | None = None) -> dict:
     """Featurize, fit, evaluate, save and track one composed config.
 
+    With ``methods`` set in the config, every method is evaluated on the same
+    rows and splits, each in a nested MLflow run, and ``comparison.csv`` ranks
+    them (with a McNemar test of the best against the runner-up); otherwise
+    the single ``classifier`` is evaluated in the run itself.
+
     Parameters
     ----------
     cfg : DictConfig
@@ -49,28 +55,26 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
     Returns
     -------
     dict
-        ``metrics``, ``run_id``, ``run_dir``, ``model_dir``, ``source``.
+        ``metrics`` (of the single or the best method), ``run_id``, ``run_dir``,
+        ``model_dir``, ``source`` and ``methods`` (name -> metrics, run id).
     """
-    import numpy as np
     import pandas as pd
 
     from hybridwbc.config import build_estimator, build_featurizer
     from hybridwbc.data.dataset import load_dataset
     from hybridwbc.data.manifest import manifest_hash
-    from hybridwbc.data.splits import cross_split_duplicates, has_subjects, split_groups
+    from hybridwbc.data.splits import has_subjects, split_groups
     from hybridwbc.errors import DataLayoutError
-    from hybridwbc.evaluate import evaluate_predictions, fit_estimator, predict_out_of_sample, to_binary
+    from hybridwbc.evaluate import mcnemar
     from hybridwbc.features.table import featurize_manifest
-    from hybridwbc.pipeline import WBCPipeline, design_matrix
-    from hybridwbc.plots import confusion_matrix_png, roc_png
     from hybridwbc.tracking import Tracker, flatten, git_commit, library_versions
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     choices = {k: v for k, v in (choices or {}).items() if v is not None and not k.startswith("hydra")}
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
     tracking = cfg.tracking
+    method_cfgs = dict(cfg.methods) if cfg.get("methods") else {cfg.classifier.name: cfg.classifier}
     with Tracker(tracking.enabled, tracking.uri, tracking.artifact_root,
                  tracking.experiment_name or experiment, tracking.run_name) as tracker:
         resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
@@ -79,13 +83,15 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         params = {f"choice.{k}": v for k, v in choices.items()}
         params.update({k: v for k, v in flatten(resolved).items()
                        if k.split(".")[0] in ("seed", "data", "eval") or k in ("features.name", "classifier.name")})
+        params["methods"] = ",".join(method_cfgs)
         tracker.log_params(params)
         tracker.set_tags({"git_commit": git_commit(cfg.paths.root), "experiment": experiment,
+                          "role": "comparison" if len(method_cfgs) > 1 else "single",
                           **{f"version.{k}": v for k, v in library_versions().items()}})
 
         # 1. build every object before any heavy work: a bad config fails in seconds
         featurizer = build_featurizer(cfg.features)
-        estimator = build_estimator(cfg.classifier, cfg.seed)
+        estimators = {name: build_estimator(m, cfg.seed) for name, m in method_cfgs.items()}
 
         # 2. data
         data = load_dataset(cfg.data, cfg.paths.root, cfg.paths.cache_dir, seed=cfg.seed)
@@ -97,14 +103,15 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         log.info("Experiment %r on %s: %d images, classes %s", experiment, banner, len(manifest),
                  manifest["label"].value_counts().sort_index().to_dict())
         manifest.to_csv(run_dir / "manifest.csv", index=False)
-        timings["data_s"] = time.perf_counter() - t0
+        tracker.log_artifact(run_dir / "manifest.csv")
+        data_s = time.perf_counter() - t0
 
         # 3. features (cached by content hash + featurizer settings)
         t = time.perf_counter()
         table = featurize_manifest(featurizer, manifest,
                                    cache_dir=cfg.paths.cache_dir + "/features" if cfg.features.cache else None,
                                    n_jobs=cfg.features.n_jobs, progress=cfg.progress)
-        timings["features_s"] = time.perf_counter() - t
+        features_s = time.perf_counter() - t
         skipped = pd.concat([data.scan.rejected.assign(stage="scan"), table.skipped.assign(stage="features")],
                             ignore_index=True)
         skipped.to_csv(run_dir / "skipped.csv", index=False)
@@ -117,77 +124,138 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
                 f"in {str(data.root)!r}; classification needs two. See skipped.csv in {run_dir}."
             )
         groups = split_groups(kept)
-        input_kind = _value(cfg.classifier.input)
-        X = design_matrix(input_kind, kept["path"].tolist(), table.X)
+        common = {"n_images": float(len(manifest)), "n_skipped": float(len(skipped)), "data_s": round(data_s, 3),
+                  "features_s": round(features_s, 3), "features_cached": float(table.n_cached)}
+        ctx = _Context(cfg, experiment, featurizer, kept, table, y, groups, has_subjects(kept), banner)
 
-        # 4. evaluate on out-of-sample predictions
-        t = time.perf_counter()
-        ev = cfg.eval
-        protocol = _value(ev.protocol)
-        pred, splits, fitted = predict_out_of_sample(
-            estimator, X, y, groups, protocol=protocol, test_size=ev.test_size, n_splits=ev.n_splits,
-            grouped=ev.grouped, seed=cfg.seed)
-        timings["fit_predict_s"] = time.perf_counter() - t
-        boot_groups = groups[pred.rows] if has_subjects(kept) else None
-        result = evaluate_predictions(pred, boot_groups, positive=ev.positive_label, n_bootstrap=ev.n_bootstrap,
-                                      ci=ev.ci, seed=cfg.seed)
-        metrics = dict(result.metrics)
-        if ev.binary_groups:
-            bpred = to_binary(pred, OmegaConf.to_container(ev.binary_groups), ev.binary_positive)
-            bres = evaluate_predictions(bpred, boot_groups, positive=ev.binary_positive,
-                                        n_bootstrap=ev.n_bootstrap, ci=ev.ci, seed=cfg.seed)
-            metrics.update({f"binary_{k}": v for k, v in bres.metrics.items()})
-            confusion_matrix_png(bres.confusion, bres.classes, run_dir / "confusion_matrix_binary.png",
-                                 f"{experiment}: {' vs '.join(bres.classes)}")
-        dups = pd.concat([cross_split_duplicates(kept, tr, te) for tr, te in splits], ignore_index=True)
-        metrics.update({"n_images": float(len(manifest)), "n_skipped": float(len(skipped)),
-                        "n_cross_split_duplicates": float(len(dups))})
-        if len(dups):
-            dups.to_csv(run_dir / "duplicates.csv", index=False)
-            log.warning("%d exact duplicate image(s) on both sides of a split (duplicates.csv)", len(dups))
-
-        # 5. artifacts
-        preds = kept.iloc[pred.rows][["path", "label", "subject"]].reset_index(drop=True)
-        preds.insert(3, "fold", pred.fold)
-        preds.insert(4, "predicted", pred.y_pred)
-        for j, c in enumerate(pred.classes):
-            preds[f"p_{c}"] = pred.proba[:, j]
-        preds.to_csv(run_dir / "predictions.csv", index=False)
-        result.report.to_csv(run_dir / "per_class_report.csv", index=False)
-        confusion_matrix_png(result.confusion, result.classes, run_dir / "confusion_matrix.png",
-                             f"{experiment} ({cfg.features.name} + {cfg.classifier.name}, {protocol})")
-        if len(pred.classes) == 2:
-            pos = ev.positive_label or pred.classes[1]
-            roc_png(pred.y_true == pos, pred.proba[:, pred.classes.index(pos)], run_dir / "roc.png",
-                    f"{experiment}: {pos} vs rest")
-        timings["total_s"] = time.perf_counter() - t0
-
-        # 6. the model that is kept: the evaluated one (holdout) or a refit on all rows (cv)
-        if protocol == "holdout":
-            final = fitted[0]
+        # 4. evaluate each method on the same rows and splits
+        results = {}
+        for name, est in estimators.items():
+            if len(estimators) == 1:
+                results[name] = _run_method(ctx, name, method_cfgs[name], est, tracker, run_dir, common)
+            else:
+                with tracker.child(name) as child:
+                    results[name] = _run_method(ctx, name, method_cfgs[name], est, child, run_dir / name, common)
+        if len(results) > 1:
+            ranked = sorted(results, key=lambda n: -results[n]["metrics"]["balanced_accuracy"])
+            rows = []
+            for n in ranked:
+                r = {"method": n, "run_id": results[n]["run_id"]}
+                r.update({k: v for k, v in results[n]["metrics"].items()})
+                rows.append(r)
+            comp = pd.DataFrame(rows)
+            best, second = ranked[0], ranked[1]
+            a, b = results[best]["pred"], results[second]["pred"]
+            assert np.array_equal(a.rows, b.rows), "methods were evaluated on different rows"
+            test = mcnemar(a.y_true, a.y_pred, b.y_pred)
+            comp.to_csv(run_dir / "comparison.csv", index=False)
+            (run_dir / "mcnemar.json").write_text(json.dumps({"best": best, "runner_up": second, **test}, indent=2))
+            tracker.log_metrics({"mcnemar_p_value": test["p_value"], **common})
+            tracker.set_tags({"best_method": best, "runner_up": second})
+            tracker.log_artifact(run_dir / "comparison.csv")
+            tracker.log_artifact(run_dir / "mcnemar.json")
+            print(f"== best: {best}; McNemar vs {second}: b={test['b']} c={test['c']} p={test['p_value']:.4g}")
+            head = best
         else:
-            from sklearn.base import clone
-
-            final = fit_estimator(clone(estimator), X, y, groups)
-        model_dir = WBCPipeline(featurizer, final, info={
-            "experiment": experiment, "run_id": tracker.run_id, "data": cfg.data.name,
-            "features": cfg.features.name, "classifier": cfg.classifier.name}, input_kind=input_kind
-        ).save(run_dir / "model")
-        metrics.update({k: round(v, 3) for k, v in timings.items()})
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        tracker.log_metrics(metrics)
-        for name in ("predictions.csv", "per_class_report.csv", "confusion_matrix.png",
-                     "confusion_matrix_binary.png", "roc.png", "metrics.json", "manifest.csv", "duplicates.csv"):
-            tracker.log_artifact(run_dir / name)
-        tracker.log_artifact(model_dir, "model")
-    _summary(experiment, banner, cfg, metrics, tracker.run_id, run_dir)
-    return {"metrics": metrics, "run_id": tracker.run_id, "run_dir": run_dir, "model_dir": model_dir,
-            "source": data.source}
+            head = next(iter(results))
+    out = results[head]
+    return {"metrics": out["metrics"], "run_id": tracker.run_id, "run_dir": run_dir, "model_dir": out["model_dir"],
+            "source": data.source,
+            "methods": {n: {"metrics": r["metrics"], "run_id": r["run_id"]} for n, r in results.items()}}
 
 
-def _summary(experiment, banner, cfg, metrics, run_id, run_dir) -> None:
+class _Context:
+    """What every method of one run shares: config, data, feature table, labels and groups."""
+
+    def __init__(self, cfg, experiment, featurizer, kept, table, y, groups, subjects, banner):
+        self.cfg, self.experiment, self.featurizer = cfg, experiment, featurizer
+        self.kept, self.table, self.y, self.groups = kept, table, y, groups
+        self.subjects, self.banner = subjects, banner
+
+
+def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_dir: Path, common: dict) -> dict:
+    """Evaluate one method, write its artifacts to ``out_dir`` and log them with ``tracker``."""
+    from hybridwbc.data.splits import cross_split_duplicates
+    from hybridwbc.evaluate import evaluate_predictions, fit_estimator, predict_out_of_sample, to_binary
+    from hybridwbc.pipeline import WBCPipeline, design_matrix
+    from hybridwbc.plots import confusion_matrix_png, roc_png
+
+    import pandas as pd
+
+    cfg, ev = ctx.cfg, ctx.cfg.eval
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if tracker._parent is not None:
+        tracker.log_params({"method": name, "classifier.name": method_cfg.name,
+                            "classifier.input": _value(method_cfg.input), "features.name": cfg.features.name})
+    input_kind = _value(method_cfg.input)
+    X = design_matrix(input_kind, ctx.kept["path"].tolist(), ctx.table.X)
+    if "feature_names" in estimator.get_params():
+        names = (["path"] if input_kind != "features" else []) + (list(ctx.table.names) if input_kind != "paths" else [])
+        estimator.set_params(feature_names=names)
+    t = time.perf_counter()
+    protocol = _value(ev.protocol)
+    pred, splits, fitted = predict_out_of_sample(
+        estimator, X, ctx.y, ctx.groups, protocol=protocol, test_size=ev.test_size, n_splits=ev.n_splits,
+        grouped=ev.grouped, seed=cfg.seed)
+    fit_s = time.perf_counter() - t
+    t = time.perf_counter()
+    boot_groups = ctx.groups[pred.rows] if ctx.subjects else None
+    result = evaluate_predictions(pred, boot_groups, positive=ev.positive_label, n_bootstrap=ev.n_bootstrap,
+                                  ci=ev.ci, seed=cfg.seed)
+    metrics = dict(result.metrics)
+    title = f"{ctx.experiment}: {cfg.features.name} + {name} ({protocol})"
+    if ev.binary_groups:
+        bpred = to_binary(pred, OmegaConf.to_container(ev.binary_groups), ev.binary_positive)
+        bres = evaluate_predictions(bpred, boot_groups, positive=ev.binary_positive,
+                                    n_bootstrap=ev.n_bootstrap, ci=ev.ci, seed=cfg.seed)
+        metrics.update({f"binary_{k}": v for k, v in bres.metrics.items()})
+        confusion_matrix_png(bres.confusion, bres.classes, out_dir / "confusion_matrix_binary.png", title)
+    dups = pd.concat([cross_split_duplicates(ctx.kept, tr, te) for tr, te in splits], ignore_index=True)
+    metrics["n_cross_split_duplicates"] = float(len(dups))
+    if len(dups):
+        dups.to_csv(out_dir / "duplicates.csv", index=False)
+        log.warning("%d exact duplicate image(s) on both sides of a split (duplicates.csv)", len(dups))
+    preds = ctx.kept.iloc[pred.rows][["path", "label", "subject"]].reset_index(drop=True)
+    preds.insert(3, "fold", pred.fold)
+    preds.insert(4, "predicted", pred.y_pred)
+    for j, c in enumerate(pred.classes):
+        preds[f"p_{c}"] = pred.proba[:, j]
+    preds.to_csv(out_dir / "predictions.csv", index=False)
+    result.report.to_csv(out_dir / "per_class_report.csv", index=False)
+    confusion_matrix_png(result.confusion, result.classes, out_dir / "confusion_matrix.png", title)
+    if len(pred.classes) == 2:
+        pos = ev.positive_label or pred.classes[1]
+        roc_png(pred.y_true == pos, pred.proba[:, pred.classes.index(pos)], out_dir / "roc.png",
+                f"{title}: {pos}")
+    eval_s = time.perf_counter() - t
+
+    # the model that is kept: the evaluated one (holdout) or a refit on all rows (cv)
+    if protocol == "holdout":
+        final = fitted[0]
+    else:
+        from sklearn.base import clone
+
+        final = fit_estimator(clone(estimator), X, ctx.y, ctx.groups)
+    model_dir = WBCPipeline(ctx.featurizer, final, info={
+        "experiment": ctx.experiment, "run_id": tracker.run_id, "data": cfg.data.name, "method": name,
+        "features": cfg.features.name, "classifier": method_cfg.name}, input_kind=input_kind
+    ).save(out_dir / "model")
+    metrics.update(common)
+    metrics.update({"fit_predict_s": round(fit_s, 3), "eval_s": round(eval_s, 3)})
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    tracker.log_metrics(metrics)
+    for f in ("predictions.csv", "per_class_report.csv", "confusion_matrix.png", "confusion_matrix_binary.png",
+              "roc.png", "metrics.json", "duplicates.csv"):
+        tracker.log_artifact(out_dir / f)
+    tracker.log_artifact(model_dir, "model")
+    _summary(ctx.experiment, ctx.banner, cfg.features.name, name, metrics, tracker.run_id, out_dir)
+    return {"metrics": metrics, "run_id": tracker.run_id, "model_dir": model_dir, "pred": pred}
+
+
+def _summary(experiment, banner, features, method, metrics, run_id, run_dir) -> None:
     keys = ["accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "sensitivity", "specificity", "roc_auc"]
-    lines = [f"== {experiment}: {cfg.features.name} + {cfg.classifier.name} on {banner}"]
+    lines = [f"== {experiment}: {features} + {method} on {banner}"]
     for prefix in ("", "binary_"):
         for k in keys:
             if prefix + k in metrics:

@@ -86,6 +86,14 @@ class Tracker:
         self.run_name = run_name
         self.run_id: str | None = None
         self._mlflow = None
+        self._parent: "Tracker | None" = None
+        self._experiment_id: str | None = None
+
+    def child(self, name: str) -> "Tracker":
+        """A tracker for a nested run (one method of a comparison) inside this one."""
+        c = Tracker(self.enabled, self.uri, self.artifact_root, self.experiment, name)
+        c._parent = self
+        return c
 
     def __enter__(self) -> "Tracker":
         if not self.enabled:
@@ -93,6 +101,12 @@ class Tracker:
         import mlflow
 
         self._mlflow = mlflow
+        if self._parent is not None:
+            run = mlflow.start_run(experiment_id=self._parent._experiment_id, run_name=self.run_name, nested=True)
+            self._experiment_id = self._parent._experiment_id
+            self.run_id = run.info.run_id
+            mlflow.set_tag("parent_run_id", self._parent.run_id)
+            return self
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(self.uri)
@@ -102,6 +116,7 @@ class Tracker:
             exp_id = mlflow.create_experiment(self.experiment, artifact_location=location.as_uri())
         else:
             exp_id = exp.experiment_id
+        self._experiment_id = exp_id
         run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name)
         self.run_id = run.info.run_id
         log.info("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.uri)
@@ -123,7 +138,10 @@ class Tracker:
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self._mlflow is None:
             return
-        clean = {k: (str(v)[:_MAX_PARAM] if v is not None else "null") for k, v in params.items()}
+        import re
+
+        clean = {re.sub(r"[^\w\-. :/]", "_", k)[:250]: (str(v)[:_MAX_PARAM] if v is not None else "null")
+                 for k, v in params.items()}
         self._mlflow.log_params(clean)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

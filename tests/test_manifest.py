@@ -137,3 +137,16 @@ def test_manifest_hash_ignores_row_order(folder_dataset):
     m = scan(folder_dataset, "folders").manifest
     assert manifest_hash(m) == manifest_hash(m.iloc[::-1])
     assert manifest_hash(m) != manifest_hash(m.iloc[1:])
+
+
+def test_load_dataset_selects_classes_and_caps(folder_dataset, tmp_path):
+    from hybridwbc.data.dataset import load_dataset
+    from hybridwbc.errors import DataLayoutError
+
+    cfg = {"name": "f", "layout": "folders", "root": str(folder_dataset), "subdir": None, "classes": None,
+           "max_per_class": 5, "min_classes": 2, "synthetic": {}}
+    d = load_dataset(cfg, tmp_path, tmp_path / "cache", seed=0)
+    assert d.source == "real" and d.manifest["label"].value_counts().to_dict() == {"eosinophil": 5, "lymphocyte": 5}
+    assert load_dataset(cfg, tmp_path, tmp_path / "cache", seed=0).manifest.equals(d.manifest)
+    with pytest.raises(DataLayoutError, match=r"data.classes names \['monocyte'\]"):
+        load_dataset({**cfg, "classes": ["monocyte"]}, tmp_path, tmp_path / "cache")

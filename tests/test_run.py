@@ -36,22 +36,34 @@ def test_experiment_smoke_runs_on_synthetic_fallback(compose, tmp_path, name):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["accuracy"] > 0.6  # the synthetic classes are separable by construction
     run_dir = out["run_dir"]
-    for f in ("config.yaml", "predictions.csv", "per_class_report.csv", "confusion_matrix.png", "skipped.csv",
-              "metrics.json", "model/model.json", "model/pipeline.joblib"):
-        assert (run_dir / f).is_file(), f
-    preds = pd.read_csv(run_dir / "predictions.csv")
-    assert {"path", "label", "fold", "predicted"} <= set(preds.columns)
-    run = _mlflow_run(tmp_path, out["run_id"])
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["data.source"] == "synthetic" and "git_commit" in run.data.tags
-    assert run.data.params["choice.experiment"] == name
-    assert run.data.metrics["accuracy"] == pytest.approx(m["accuracy"])
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    arts = {a.path for a in client.list_artifacts(out["run_id"])}
-    assert {"confusion_matrix.png", "predictions.csv", "model", "skipped.csv", "config.yaml"} <= arts
-    assert client.get_experiment(run.info.experiment_id).name == name
+    parent = _mlflow_run(tmp_path, out["run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["data.source"] == "synthetic" and "git_commit" in parent.data.tags
+    assert parent.data.params["choice.experiment"] == name
+    assert client.get_experiment(parent.info.experiment_id).name == name
+    assert {"config.yaml", "skipped.csv", "manifest.csv"} <= {a.path for a in client.list_artifacts(out["run_id"])}
+    compare = len(out["methods"]) > 1
+    if compare:
+        comp = pd.read_csv(run_dir / "comparison.csv")
+        assert set(comp["method"]) == set(out["methods"]) and comp["run_id"].notna().all()
+        assert 0 <= json.loads((run_dir / "mcnemar.json").read_text())["p_value"] <= 1
+    for method, res in out["methods"].items():
+        mdir = run_dir / method if compare else run_dir
+        for f in ("predictions.csv", "per_class_report.csv", "confusion_matrix.png", "metrics.json",
+                  "model/model.json", "model/pipeline.joblib"):
+            assert (mdir / f).is_file(), f
+        preds = pd.read_csv(mdir / "predictions.csv")
+        assert {"path", "label", "fold", "predicted"} <= set(preds.columns)
+        run = _mlflow_run(tmp_path, res["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["accuracy"] == pytest.approx(res["metrics"]["accuracy"])
+        arts = {a.path for a in client.list_artifacts(res["run_id"])}
+        assert {"confusion_matrix.png", "predictions.csv", "model"} <= arts
+        if compare:
+            assert run.data.tags["mlflow.parentRunId"] == out["run_id"]
 
 
 def test_binary_experiments_report_binary_metrics(compose, tmp_path):

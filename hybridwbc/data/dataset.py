@@ -100,10 +100,10 @@ def load_dataset(data_cfg: Mapping[str, Any], project_root: str | os.PathLike,
         Missing or empty data folder, or fewer than two classes.
     """
     layout = getattr(data_cfg["layout"], "value", data_cfg["layout"])
-    synth = data_cfg["synthetic"]
-    background = getattr(synth["background"], "value", synth["background"])
     root, how = resolve_data_root(data_cfg.get("root"), project_root)
     if layout == "synthetic" or root is None:
+        synth = data_cfg["synthetic"]
+        background = getattr(synth["background"], "value", synth["background"])
         settings = repr((list(synth["classes"]), synth["n_per_class"], synth["size"], synth["n_subjects"],
                          background, seed))
         folder = Path(cache_dir) / "synthetic" / hashlib.sha256(settings.encode()).hexdigest()[:12]
@@ -139,7 +139,6 @@ def _select(s: Scan, data_cfg: Mapping[str, Any], seed: int) -> Scan:
         m = m[m["label"].isin(list(classes))]
     cap = data_cfg.get("max_per_class")
     if cap:
-        m = (m.groupby("label", group_keys=False, sort=True)
-              .apply(lambda g: g.sample(n=min(len(g), int(cap)), random_state=seed)))
+        m = m.sample(frac=1.0, random_state=seed).groupby("label", sort=True).head(int(cap))
         m = m.sort_values(["label", "path"], kind="stable")
     return Scan(manifest=m.reset_index(drop=True), rejected=s.rejected)

@@ -1,0 +1,278 @@
+"""The two-stage white-cell classifier, with an optional ALL/HEM head for lymphoid cells.
+
+Stage 1 (default: an RBF SVM) sees only its own columns, typically the
+granularity and colour features, and decides among the *special* classes
+(eosinophil, basophil) and ``"other"``. Stage 2 (default: a random forest),
+fitted only on cells of the other classes, types them (neutrophil, monocyte,
+lymphocyte, ...). An optional head, usually fitted elsewhere (on C-NMC) and
+passed prefit, splits the lymphoid class into ``lymphocyte:all`` and
+``lymphocyte:hem``.
+
+Probabilities combine by the product rule, so every row sums to one over
+the final classes::
+
+    P(special s) = P1(s)
+    P(other c)   = P1(other) * P2(c)
+    P(lymphoid:k) = P(lymphoid) * Ph(k)
+
+Routing: a cell whose stage-1 verdict is a special class never reaches
+stage 2 (its ``P1(other)`` mass is spread evenly over the other classes,
+which cannot change the verdict); ``predict`` is the arg-max of
+``predict_proba``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from hybridwbc.errors import ConfigError
+
+__all__ = ["CascadeClassifier", "OTHER"]
+
+OTHER = "other"
+
+
+def _default_stage1():
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    svm = SVC(kernel="rbf", C=10.0, class_weight="balanced")
+    return make_pipeline(StandardScaler(), CalibratedClassifierCV(svm, ensemble=False, cv=3))
+
+
+def _default_stage2():
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=0)
+
+
+def _proba(est, X, classes) -> np.ndarray:
+    """Probabilities of ``est`` over ``classes`` (a class it does not know gets 0).
+
+    Estimators without ``predict_proba`` get a one-hot of ``predict``.
+    """
+    out = np.zeros((X.shape[0], len(classes)))
+    idx = {c: i for i, c in enumerate(classes)}
+    if hasattr(est, "predict_proba"):
+        p = est.predict_proba(X)
+        for j, c in enumerate(est.classes_):
+            out[:, idx[c]] = p[:, j]
+    else:
+        for r, c in enumerate(est.predict(X)):
+            out[r, idx[c]] = 1.0
+    return out
+
+
+class CascadeClassifier(ClassifierMixin, BaseEstimator):
+    """Two-stage classifier: stage 1 picks the special classes, stage 2 types the rest.
+
+    Parameters
+    ----------
+    stage1 : classifier, optional
+        Fitted on all rows with labels mapped to ``special_classes`` + ``"other"``.
+        Default: standardised RBF SVM.
+    stage2 : classifier, optional
+        Fitted on the rows of the other classes only. Default: random forest.
+    special_classes : sequence, default ("eosinophil", "basophil")
+        Classes decided by stage 1. Absent classes are ignored; with none
+        present the cascade reduces to stage 2, with only special classes to stage 1.
+    stage1_columns, stage2_columns, head_columns : sequence of int or str, optional
+        Columns of ``X`` each stage sees (``None``: all). Strings are column-name
+        prefixes resolved against ``feature_names``.
+    feature_names : sequence of str, optional
+        Names of the columns of ``X``; needed only for string column selectors.
+    head : classifier, optional
+        Applied to rows of ``head_class``; its classes split that class into
+        ``f"{head_class}:{k}"``.
+    head_class : str, default "lymphocyte"
+    head_prefit : bool, default True
+        Use ``head`` as already fitted (e.g. on C-NMC); otherwise fit it on the
+        ``head_class`` rows, whose labels must then be given as
+        ``f"{head_class}:{k}"`` in ``y``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Final classes, sorted.
+    stage1_ : fitted classifier or None
+    stage2_ : fitted classifier or None
+    head_ : fitted classifier or None
+    n_features_in_ : int
+    """
+
+    def __init__(self, stage1=None, stage2=None, special_classes: Sequence = ("eosinophil", "basophil"),
+                 stage1_columns=None, stage2_columns=None, feature_names=None, head=None,
+                 head_class: str = "lymphocyte", head_columns=None, head_prefit: bool = True):
+        self.stage1 = stage1
+        self.stage2 = stage2
+        self.special_classes = special_classes
+        self.stage1_columns = stage1_columns
+        self.stage2_columns = stage2_columns
+        self.feature_names = feature_names
+        self.head = head
+        self.head_class = head_class
+        self.head_columns = head_columns
+        self.head_prefit = head_prefit
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # column selection ---------------------------------------------------
+    def _columns(self, spec, n_features: int) -> np.ndarray:
+        if spec is None:
+            return np.arange(n_features)
+        spec = list(spec)
+        if all(isinstance(s, (int, np.integer)) for s in spec):
+            cols = np.asarray(spec, dtype=int)
+            if cols.size == 0 or cols.min() < 0 or cols.max() >= n_features:
+                raise ConfigError(f"Column indices {spec} are out of range for X with {n_features} columns.")
+            return cols
+        if self.feature_names is None:
+            raise ConfigError(
+                f"Column selector {spec} uses names, but feature_names is not set. Pass feature_names "
+                "(the names of X's columns) or select columns by index."
+            )
+        names = list(self.feature_names)
+        if len(names) != n_features:
+            raise ConfigError(f"feature_names has {len(names)} names but X has {n_features} columns.")
+        cols = [i for i, n in enumerate(names) if any(str(n).startswith(str(p)) for p in spec)]
+        if not cols:
+            raise ConfigError(
+                f"Column selector {spec} matches none of the {n_features} feature names "
+                f"(e.g. {names[:5]}). Fix the prefixes."
+            )
+        return np.asarray(cols, dtype=int)
+
+    # fitting ------------------------------------------------------------
+    def fit(self, X, y):
+        """Fit stage 1 on all rows and stage 2 on the rows of the other classes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        """
+        X, y = validate_data(self, X, y, dtype=None, ensure_all_finite=not self._object_input(X))
+        check_classification_targets(y)
+        y = np.asarray(y)
+        head_prefix = f"{self.head_class}:"
+        base_y = np.array([str(v).split(":", 1)[0] if isinstance(v, str) and v.startswith(head_prefix) else v
+                           for v in y], dtype=y.dtype if y.dtype.kind != "U" else object)
+        special = [c for c in np.unique(base_y) if c in set(self.special_classes)]
+        rest = [c for c in np.unique(base_y) if c not in set(special)]
+        self.cols1_ = self._columns(self.stage1_columns, X.shape[1])
+        self.cols2_ = self._columns(self.stage2_columns, X.shape[1])
+        self.special_ = np.asarray(special, dtype=object)
+        self.rest_ = np.asarray(rest, dtype=object)
+        if special and rest:
+            y1 = np.where(np.isin(base_y, special), base_y.astype(object), OTHER)
+            self.stage1_ = clone(self.stage1 if self.stage1 is not None else _default_stage1())
+            self.stage1_.fit(X[:, self.cols1_], y1)
+        elif special:
+            self.stage1_ = clone(self.stage1 if self.stage1 is not None else _default_stage1())
+            self.stage1_.fit(X[:, self.cols1_], base_y)
+        else:
+            self.stage1_ = None
+        if len(rest) >= 2:
+            keep = np.isin(base_y, rest)
+            self.stage2_ = clone(self.stage2 if self.stage2 is not None else _default_stage2())
+            self.stage2_.fit(X[keep][:, self.cols2_], base_y[keep])
+        else:
+            self.stage2_ = None
+        self.head_ = None
+        head_classes = []
+        if self.head is not None and self.head_class in rest:
+            self.colsh_ = self._columns(self.head_columns, X.shape[1])
+            if self.head_prefit:
+                check_is_fitted(self.head)
+                self.head_ = self.head
+            else:
+                rows = np.array([isinstance(v, str) and v.startswith(head_prefix) for v in y])
+                if not rows.any():
+                    raise ConfigError(
+                        f"head_prefit=False but y has no '{head_prefix}<k>' labels to fit the head on. "
+                        "Label the head's rows so, or pass a prefit head."
+                    )
+                sub = np.array([v.split(":", 1)[1] for v in y[rows]], dtype=object)
+                self.head_ = clone(self.head).fit(X[rows][:, self.colsh_], sub)
+            head_classes = [f"{self.head_class}:{k}" for k in self.head_.classes_]
+        final = [c for c in list(special) + list(rest) if not (head_classes and c == self.head_class)]
+        final += head_classes
+        self.classes_ = np.asarray(sorted(final, key=str), dtype=y.dtype if y.dtype.kind != "U" else object)
+        if y.dtype.kind in "iub":
+            self.classes_ = self.classes_.astype(y.dtype)
+        return self
+
+    @staticmethod
+    def _object_input(X) -> bool:
+        return getattr(X, "dtype", None) is not None and X.dtype == object
+
+    # prediction -----------------------------------------------------------
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities over ``classes_`` by the product rule; rows sum to 1.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), dtype float64
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=None, ensure_all_finite=not self._object_input(X))
+        n = X.shape[0]
+        classes = list(self.classes_)
+        col = {c: i for i, c in enumerate(classes)}
+        out = np.zeros((n, len(classes)))
+        special, rest = list(self.special_), list(self.rest_)
+        if self.stage1_ is not None:
+            p1 = _proba(self.stage1_, X[:, self.cols1_], special + ([OTHER] if rest else []))
+        else:
+            p1 = np.zeros((n, len(special) + 1))
+            p1[:, -1] = 1.0
+        for j, s in enumerate(special):
+            out[:, col[s]] = p1[:, j]
+        if rest:
+            p_other = p1[:, -1]
+            routed = np.argmax(p1, axis=1) == p1.shape[1] - 1  # stage 1 says "other"
+            p2 = np.full((n, len(rest)), 1.0 / len(rest))
+            if self.stage2_ is not None and routed.any():
+                p2[routed] = _proba(self.stage2_, X[routed][:, self.cols2_], rest)
+            elif self.stage2_ is None:
+                p2[:] = 1.0
+            rest_p = p_other[:, None] * p2
+            for j, c in enumerate(rest):
+                if self.head_ is not None and c == self.head_class:
+                    ph = _proba(self.head_, X[:, self.colsh_], list(self.head_.classes_))
+                    for k, hc in enumerate(self.head_.classes_):
+                        out[:, col[f"{self.head_class}:{hc}"]] = rest_p[:, j] * ph[:, k]
+                else:
+                    out[:, col[c]] = rest_p[:, j]
+        return out / out.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Arg-max of :meth:`predict_proba`; shape (n_samples,)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def route(self, X) -> np.ndarray:
+        """Which stage decided each row: ``"stage1"`` (a special class) or ``"stage2"``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), dtype object
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=None, ensure_all_finite=not self._object_input(X))
+        if self.stage1_ is None:
+            return np.full(X.shape[0], "stage2", dtype=object)
+        special = list(self.special_)
+        p1 = _proba(self.stage1_, X[:, self.cols1_], special + ([OTHER] if len(self.rest_) else []))
+        other = (np.argmax(p1, axis=1) == len(special)) & bool(len(self.rest_))
+        return np.where(other, "stage2", "stage1").astype(object)

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from hybridwbc.errors import ConfigError
+from hybridwbc.models.cascade import CascadeClassifier
+
+
+@parametrize_with_checks([CascadeClassifier(stage2=RandomForestClassifier(n_estimators=10, random_state=0))])
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+def _wbc(n=40, seed=0):
+    """Column 0 separates eos/baso/other ("granularity"); column 1 types the others."""
+    rng = np.random.default_rng(seed)
+    classes = ["eosinophil", "basophil", "neutrophil", "monocyte", "lymphocyte"]
+    g = {"eosinophil": 4.0, "basophil": 8.0}
+    t = {"neutrophil": -4.0, "monocyte": 0.0, "lymphocyte": 4.0}
+    y = np.repeat(classes, n).astype(object)
+    X = rng.normal(0, 0.3, (len(y), 3))
+    X[:, 0] += [g.get(c, 0.0) for c in y]
+    X[:, 1] += [t.get(c, 0.0) for c in y]
+    return X, y
+
+
+class _Spy(RandomForestClassifier):
+    seen: list = []
+
+    def predict_proba(self, X):
+        _Spy.seen.append(X.copy())
+        return super().predict_proba(X)
+
+
+def test_routing_special_cells_never_reach_stage2():
+    X, y = _wbc()
+    _Spy.seen = []
+    casc = CascadeClassifier(stage1=LogisticRegression(), stage2=_Spy(n_estimators=20, random_state=0),
+                             stage1_columns=[0], stage2_columns=[1]).fit(X, y)
+    Xt, yt = _wbc(seed=1)
+    pred = casc.predict(Xt)
+    assert (pred == yt).mean() > 0.95
+    route = casc.route(Xt)
+    assert set(route[np.isin(pred, ["eosinophil", "basophil"])]) == {"stage1"}
+    # stage 2 saw only the rows stage 1 routed to it, and only its own column
+    reached = np.vstack(_Spy.seen[-1:])
+    assert reached.shape == ((route == "stage2").sum(), 1)
+    eos_rows = Xt[pred == "eosinophil"][:, [1]]
+    assert not any((reached == r).all(axis=1).any() for r in eos_rows)
+
+
+def test_probabilities_sum_to_one_and_agree_with_predict():
+    X, y = _wbc()
+    casc = CascadeClassifier(stage1=LogisticRegression(), stage1_columns=[0], stage2_columns=[1]).fit(X, y)
+    p = casc.predict_proba(X)
+    assert list(casc.classes_) == sorted(set(y))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(casc.classes_[p.argmax(axis=1)], casc.predict(X))
+
+
+def test_prefit_head_splits_lymphocytes():
+    X, y = _wbc()
+    rng = np.random.default_rng(3)
+    Xh = rng.normal(0, 1, (60, 3))
+    yh = np.where(Xh[:, 2] > 0, "all", "hem")
+    head = LogisticRegression().fit(Xh, yh)  # fitted elsewhere (C-NMC)
+    casc = CascadeClassifier(stage1=LogisticRegression(), stage1_columns=[0], stage2_columns=[1], head=head,
+                             head_columns=[0, 1, 2]).fit(X, y)
+    assert "lymphocyte:all" in casc.classes_ and "lymphocyte" not in casc.classes_
+    p = casc.predict_proba(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    lym = casc.predict(X[y == "lymphocyte"])
+    assert set(lym) <= {"lymphocyte:all", "lymphocyte:hem"} and len(set(lym)) == 2
+    assert casc.head_ is head  # prefit: not refitted
+
+
+def test_head_fitted_in_place_and_errors():
+    X, y = _wbc()
+    y2 = y.copy()
+    lym = np.flatnonzero(y == "lymphocyte")
+    y2[lym[::2]], y2[lym[1::2]] = "lymphocyte:all", "lymphocyte:hem"
+    casc = CascadeClassifier(head=LogisticRegression(), head_prefit=False).fit(X, y2)
+    assert {"lymphocyte:all", "lymphocyte:hem"} <= set(casc.classes_)
+    with pytest.raises(ConfigError, match="head_prefit=False but y has no 'lymphocyte:<k>'"):
+        CascadeClassifier(head=LogisticRegression(), head_prefit=False).fit(X, y)
+    with pytest.raises(ConfigError, match="out of range"):
+        CascadeClassifier(stage1_columns=[7]).fit(X, y)
+    with pytest.raises(ConfigError, match="feature_names is not set"):
+        CascadeClassifier(stage1_columns=["gran_"]).fit(X, y)
+    with pytest.raises(ConfigError, match="matches none"):
+        CascadeClassifier(stage1_columns=["gran_"], feature_names=["a", "b", "c"]).fit(X, y)
+    with pytest.raises(ConfigError, match="has 2 names but X has 3"):
+        CascadeClassifier(stage1_columns=["a"], feature_names=["a", "b"]).fit(X, y)
+    named = CascadeClassifier(stage1_columns=["gran"], stage2_columns=["type"],
+                              feature_names=["gran_0", "type_0", "noise"]).fit(X, y)
+    assert list(named.cols1_) == [0] and list(named.cols2_) == [1]
+
+
+def test_degenerate_label_sets():
+    X, y = _wbc()
+    only_rest = np.isin(y, ["neutrophil", "monocyte", "lymphocyte"])
+    c = CascadeClassifier().fit(X[only_rest], y[only_rest])
+    assert c.stage1_ is None and set(c.predict(X[only_rest])) <= set(y[only_rest])
+    only_special = ~only_rest
+    c = CascadeClassifier().fit(X[only_special], y[only_special])
+    assert c.stage2_ is None and (c.predict(X[only_special]) == y[only_special]).mean() > 0.9
