@@ -78,6 +78,7 @@ class DataConfig:
     subdir: Optional[str] = None
     classes: Optional[list[str]] = None
     max_per_class: Optional[int] = None
+    relabel: Optional[dict[str, str]] = None
     min_classes: int = 2
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -88,6 +89,7 @@ class FeaturesConfig:
     featurizer: Any = None
     n_jobs: int = 2
     cache: bool = True
+    overlays: bool = False
 
 
 @dataclass
@@ -103,6 +105,7 @@ class SearchConfig:
 class ClassifierConfig:
     name: str = "svm"
     input: InputKind = InputKind.features
+    columns: Optional[list[str]] = None
     estimator: Any = None
     search: Optional[SearchConfig] = None
 
@@ -202,11 +205,21 @@ def build_estimator(classifier_cfg, seed: int = 0):
             f"classifier.estimator must be a scikit-learn classifier; received {type(est).__name__}."
         )
     search = classifier_cfg.get("search") if hasattr(classifier_cfg, "get") else classifier_cfg.search
+    columns = classifier_cfg.get("columns") if hasattr(classifier_cfg, "get") else None
+    prefix = ""
+    if columns:
+        from sklearn.pipeline import Pipeline
+
+        from hybridwbc.models.columns import ColumnPrefixSelector
+
+        est = Pipeline([("select", ColumnPrefixSelector(prefixes=[str(c) for c in columns])), ("model", est)])
+        prefix = "model__"
     if search and search.get("param_grid"):
         from omegaconf import OmegaConf
 
         grid = OmegaConf.to_container(search.param_grid, resolve=True) \
             if not isinstance(search.param_grid, dict) else search.param_grid
+        grid = {prefix + k: v for k, v in grid.items()}
         params = est.get_params(deep=True)
         bad = [k for k in grid if k not in params]
         if bad:

@@ -124,6 +124,12 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
                 f"in {str(data.root)!r}; classification needs two. See skipped.csv in {run_dir}."
             )
         groups = split_groups(kept)
+        if cfg.features.overlays:
+            from hybridwbc.overlay import manifest_overlays
+
+            if manifest_overlays(featurizer, kept, run_dir / "segmentation_overlays.png",
+                                 n_per_class=cfg.eval.n_overlays_per_class, seed=cfg.seed):
+                tracker.log_artifact(run_dir / "segmentation_overlays.png")
         common = {"n_images": float(len(manifest)), "n_skipped": float(len(skipped)), "data_s": round(data_s, 3),
                   "features_s": round(features_s, 3), "features_cached": float(table.n_cached)}
         ctx = _Context(cfg, experiment, featurizer, kept, table, y, groups, has_subjects(kept), banner)
@@ -190,9 +196,10 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
                             "classifier.input": _value(method_cfg.input), "features.name": cfg.features.name})
     input_kind = _value(method_cfg.input)
     X = design_matrix(input_kind, ctx.kept["path"].tolist(), ctx.table.X)
-    if "feature_names" in estimator.get_params():
-        names = (["path"] if input_kind != "features" else []) + (list(ctx.table.names) if input_kind != "paths" else [])
-        estimator.set_params(feature_names=names)
+    names = (["path"] if input_kind != "features" else []) + (list(ctx.table.names) if input_kind != "paths" else [])
+    wants = {k: names for k in estimator.get_params(deep=True) if k == "feature_names" or k.endswith("__feature_names")}
+    if wants:
+        estimator.set_params(**wants)
     t = time.perf_counter()
     protocol = _value(ev.protocol)
     pred, splits, fitted = predict_out_of_sample(

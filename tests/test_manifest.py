@@ -150,3 +150,16 @@ def test_load_dataset_selects_classes_and_caps(folder_dataset, tmp_path):
     assert load_dataset(cfg, tmp_path, tmp_path / "cache", seed=0).manifest.equals(d.manifest)
     with pytest.raises(DataLayoutError, match=r"data.classes names \['monocyte'\]"):
         load_dataset({**cfg, "classes": ["monocyte"]}, tmp_path, tmp_path / "cache")
+
+
+def test_relabel_maps_classes_and_keeps_the_original_as_fine_label(folder_dataset, tmp_path):
+    from hybridwbc.data.dataset import load_dataset
+    from hybridwbc.errors import DataLayoutError
+
+    cfg = {"name": "f", "layout": "folders", "root": str(folder_dataset), "subdir": None, "classes": None,
+           "max_per_class": None, "relabel": {"lymphocyte": "other"}, "min_classes": 2, "synthetic": {}}
+    m = load_dataset(cfg, tmp_path, tmp_path / "cache").manifest
+    assert m["label"].value_counts().to_dict() == {"eosinophil": 12, "other": 12}
+    assert set(m.loc[m["label"] == "other", "fine_label"]) == {"lymphocyte"}
+    with pytest.raises(DataLayoutError, match=r"data.relabel maps \['basophil'\]"):
+        load_dataset({**cfg, "relabel": {"basophil": "other"}}, tmp_path, tmp_path / "cache")

@@ -124,7 +124,8 @@ def load_dataset(data_cfg: Mapping[str, Any], project_root: str | os.PathLike,
 
 
 def _select(s: Scan, data_cfg: Mapping[str, Any], seed: int) -> Scan:
-    """Keep the configured classes, and at most ``max_per_class`` images of each (seeded sample)."""
+    """Keep the configured classes, map labels by ``relabel``, and keep at most ``max_per_class``
+    images of each (resulting) class, by a seeded sample."""
     from hybridwbc.errors import DataLayoutError
 
     m = s.manifest
@@ -137,6 +138,17 @@ def _select(s: Scan, data_cfg: Mapping[str, Any], seed: int) -> Scan:
                 f"{sorted(m['label'].unique())}. Fix data.classes."
             )
         m = m[m["label"].isin(list(classes))]
+    relabel = data_cfg.get("relabel")
+    if relabel:
+        relabel = {str(k): str(v) for k, v in dict(relabel).items()}
+        unknown = sorted(set(relabel) - set(m["label"]))
+        if unknown:
+            raise DataLayoutError(
+                f"data.relabel maps {unknown}, which the data set does not have; it has "
+                f"{sorted(m['label'].unique())}. Fix data.relabel."
+            )
+        m = m.assign(fine_label=m["label"].where(m["fine_label"] == "", m["fine_label"]),
+                     label=m["label"].map(lambda c: relabel.get(c, c)))
     cap = data_cfg.get("max_per_class")
     if cap:
         m = m.sample(frac=1.0, random_state=seed).groupby("label", sort=True).head(int(cap))
