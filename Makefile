@@ -5,12 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
-.PHONY: install run test test-fast experiments ui check-data bench clean help $(EXPERIMENTS)
+.PHONY: install run test test-fast experiments ui check-data bench clean help tables table-wbc table-all-hem \
+        table-all-pbs $(EXPERIMENTS)
 
 help:
 	@echo "make run          install, then run the main experiment (all_hem; synthetic data if none is found)"
 	@echo "make test         install, then run the test suite"
 	@echo "make experiments  run all_hem, wbc5, pbc8 and all_pbs"
+	@echo "make tables       rerun what is missing, then write experiments/<name>/results.md from MLflow"
 	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
 	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
 	@echo "make bench        run the benchmark scripts"
@@ -36,6 +38,19 @@ $(EXPERIMENTS): install
 	$(BIN)/python -m hybridwbc.run +experiment=$@
 
 experiments: $(EXPERIMENTS)
+
+TABLE = $(BIN)/python -m hybridwbc.tables --ensure --uri sqlite:///$(CURDIR)/mlflow.db --out experiments
+
+table-wbc: install
+	$(TABLE) wbc5_compare pbc8_compare
+
+table-all-hem: install
+	$(TABLE) all_hem_compare
+
+table-all-pbs: install
+	$(TABLE) all_pbs_compare
+
+tables: table-wbc table-all-hem table-all-pbs
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -122,6 +122,9 @@ class EvalConfig:
     binary_groups: Optional[dict[str, list[str]]] = None
     binary_positive: Optional[str] = None
     n_overlays_per_class: int = 4
+    n_error_gallery: int = 16
+    subject_level: bool = False
+    leaky_reference: bool = False
 
 
 @dataclass

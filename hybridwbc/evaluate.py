@@ -21,7 +21,7 @@ from hybridwbc.data.splits import holdout_split, kfold_splits
 __all__ = [
     "Predictions", "EvaluationResult", "fit_estimator", "predict_out_of_sample",
     "classification_metrics", "bootstrap_ci", "per_class_report", "evaluate_predictions",
-    "to_binary", "mcnemar",
+    "to_binary", "mcnemar", "aggregate_by_group", "most_confident_errors",
 ]
 
 
@@ -291,3 +291,52 @@ def mcnemar(y_true, pred_a, pred_b) -> dict:
     c = int(np.sum(~a_ok & b_ok))
     p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
     return {"b": b, "c": c, "p_value": p}
+
+
+def aggregate_by_group(pred: Predictions, groups) -> tuple[Predictions, np.ndarray]:
+    """Subject-level predictions: the mean of each subject's cell probabilities.
+
+    Each group must have one true label (a subject is leukaemic or healthy);
+    the predicted label is the arg-max of the mean probabilities.
+
+    Parameters
+    ----------
+    pred : Predictions
+    groups : ndarray of shape (n,)
+        Group (subject) of each row of ``pred``.
+
+    Returns
+    -------
+    subject_pred : Predictions
+        One row per group; ``rows`` index the first cell of each group in ``pred``.
+    names : ndarray of shape (n_groups,), dtype object
+
+    Raises
+    ------
+    DataLayoutError
+        If a group holds cells of different true labels.
+    """
+    from hybridwbc.errors import DataLayoutError
+
+    groups = np.asarray(groups, dtype=object)
+    names, first, inv = np.unique(groups, return_index=True, return_inverse=True)
+    proba = np.zeros((len(names), pred.proba.shape[1]))
+    np.add.at(proba, inv, pred.proba)
+    proba /= np.bincount(inv, minlength=len(names))[:, None]
+    y_true = pred.y_true[first]
+    mixed = [names[g] for g in range(len(names)) if len(set(pred.y_true[inv == g])) > 1]
+    if mixed:
+        raise DataLayoutError(
+            f"Subject-level scores need one label per subject, but {mixed[:5]} hold cells of several labels. "
+            "Turn eval.subject_level off for this data set."
+        )
+    y_pred = np.asarray(pred.classes, dtype=object)[np.argmax(proba, axis=1)]
+    return Predictions(rows=pred.rows[first], fold=pred.fold[first], y_true=y_true, y_pred=y_pred, proba=proba,
+                       classes=list(pred.classes)), names
+
+
+def most_confident_errors(pred: Predictions, n: int = 16) -> np.ndarray:
+    """Positions (in ``pred``) of the ``n`` wrong predictions with the highest confidence."""
+    wrong = np.flatnonzero(pred.y_true != pred.y_pred)
+    conf = pred.proba[wrong].max(axis=1)
+    return wrong[np.argsort(-conf, kind="stable")[:n]]

@@ -83,3 +83,47 @@ def roc_png(is_positive: np.ndarray, score: np.ndarray, path, title: str = "") -
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def error_gallery_png(paths, y_true, y_pred, confidence, path, title: str = "", ncols: int = 4) -> Path | None:
+    """A gallery of misclassified images, captioned ``true -> predicted (confidence)``.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Image files, most confident error first.
+    y_true, y_pred : sequence of str
+    confidence : sequence of float
+    path : path-like
+        Output PNG.
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``None`` when there are no errors to show.
+    """
+    from hybridwbc.data.io import read_image
+    from hybridwbc.errors import ImageReadError
+
+    if len(paths) == 0:
+        return None
+    plt = _plt()
+    n = len(paths)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.6 * nrows), dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, (p, t, pr, c) in enumerate(zip(paths, y_true, y_pred, confidence)):
+        ax = axes.ravel()[k]
+        try:
+            ax.imshow(read_image(p))
+        except ImageReadError:
+            ax.text(0.5, 0.5, "unreadable", ha="center")
+        ax.set_title(f"{t} -> {pr} ({c:.2f})", fontsize=7)
+    fig.suptitle(title or "most confident errors", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -33,7 +33,7 @@ def _value(x):
 
 
 def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "default",
-                   choices: dict | None = None) -> dict:
+                   choices: dict | None = None, command: str | None = None) -> dict:
     """Featurize, fit, evaluate, save and track one composed config.
 
     With ``methods`` set in the config, every method is evaluated on the same
@@ -51,6 +51,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         Experiment name: the MLflow experiment, unless ``tracking.experiment_name`` is set.
     choices : dict, optional
         Config-group choices (logged as params).
+    command : str, optional
+        The command line that made the run (logged as the ``command`` tag).
 
     Returns
     -------
@@ -86,6 +88,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         params["methods"] = ",".join(method_cfgs)
         tracker.log_params(params)
         tracker.set_tags({"git_commit": git_commit(cfg.paths.root), "experiment": experiment,
+                          "command": command or f"python -m hybridwbc.run +experiment={experiment}",
                           "role": "comparison" if len(method_cfgs) > 1 else "single",
                           **{f"version.{k}": v for k, v in library_versions().items()}})
 
@@ -132,6 +135,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
                 tracker.log_artifact(run_dir / "segmentation_overlays.png")
         common = {"n_images": float(len(manifest)), "n_skipped": float(len(skipped)), "data_s": round(data_s, 3),
                   "features_s": round(features_s, 3), "features_cached": float(table.n_cached)}
+        tracker.set_tags({"ci.resampling": "subjects" if has_subjects(kept) else "images"})
         ctx = _Context(cfg, experiment, featurizer, kept, table, y, groups, has_subjects(kept), banner)
 
         # 4. evaluate each method on the same rows and splits
@@ -182,9 +186,10 @@ class _Context:
 def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_dir: Path, common: dict) -> dict:
     """Evaluate one method, write its artifacts to ``out_dir`` and log them with ``tracker``."""
     from hybridwbc.data.splits import cross_split_duplicates
-    from hybridwbc.evaluate import evaluate_predictions, fit_estimator, predict_out_of_sample, to_binary
+    from hybridwbc.evaluate import (aggregate_by_group, evaluate_predictions, fit_estimator, most_confident_errors,
+                                    predict_out_of_sample, to_binary)
     from hybridwbc.pipeline import WBCPipeline, design_matrix
-    from hybridwbc.plots import confusion_matrix_png, roc_png
+    from hybridwbc.plots import confusion_matrix_png, error_gallery_png, roc_png
 
     import pandas as pd
 
@@ -218,6 +223,25 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
                                     n_bootstrap=ev.n_bootstrap, ci=ev.ci, seed=cfg.seed)
         metrics.update({f"binary_{k}": v for k, v in bres.metrics.items()})
         confusion_matrix_png(bres.confusion, bres.classes, out_dir / "confusion_matrix_binary.png", title)
+    if ev.subject_level and ctx.subjects:
+        spred, _ = aggregate_by_group(pred, ctx.groups[pred.rows])
+        sres = evaluate_predictions(spred, None, positive=ev.positive_label, n_bootstrap=ev.n_bootstrap,
+                                    ci=ev.ci, seed=cfg.seed)
+        metrics.update({f"subject_{k}": v for k, v in sres.metrics.items()})
+        confusion_matrix_png(sres.confusion, sres.classes, out_dir / "confusion_matrix_subjects.png",
+                             f"{title}, per subject")
+    if ev.leaky_reference:
+        # The same method on a random cell-level split that ignores subjects: LEAKY, reported only to
+        # show how much such a split inflates the score (as in studies that split by cell).
+        lpred, _, _ = predict_out_of_sample(estimator, X, ctx.y, ctx.groups, protocol=protocol,
+                                            test_size=ev.test_size, n_splits=ev.n_splits, grouped=False,
+                                            seed=cfg.seed)
+        lres = evaluate_predictions(lpred, None, positive=ev.positive_label, n_bootstrap=ev.n_bootstrap,
+                                    ci=ev.ci, seed=cfg.seed)
+        metrics.update({f"leaky_{k}": v for k, v in lres.metrics.items()})
+    worst = most_confident_errors(pred, ev.n_error_gallery)
+    error_gallery_png(ctx.kept["path"].to_numpy()[pred.rows[worst]], pred.y_true[worst], pred.y_pred[worst],
+                      pred.proba[worst].max(axis=1), out_dir / "errors_most_confident.png", f"{title}: most confident errors")
     dups = pd.concat([cross_split_duplicates(ctx.kept, tr, te) for tr, te in splits], ignore_index=True)
     metrics["n_cross_split_duplicates"] = float(len(dups))
     if len(dups):
@@ -253,7 +277,8 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     tracker.log_metrics(metrics)
     for f in ("predictions.csv", "per_class_report.csv", "confusion_matrix.png", "confusion_matrix_binary.png",
-              "roc.png", "metrics.json", "duplicates.csv"):
+              "confusion_matrix_subjects.png", "errors_most_confident.png", "roc.png", "metrics.json",
+              "duplicates.csv"):
         tracker.log_artifact(out_dir / f)
     tracker.log_artifact(model_dir, "model")
     _summary(ctx.experiment, ctx.banner, cfg.features.name, name, metrics, tracker.run_id, out_dir)
@@ -263,7 +288,7 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
 def _summary(experiment, banner, features, method, metrics, run_id, run_dir) -> None:
     keys = ["accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "sensitivity", "specificity", "roc_auc"]
     lines = [f"== {experiment}: {features} + {method} on {banner}"]
-    for prefix in ("", "binary_"):
+    for prefix in ("", "binary_", "subject_", "leaky_"):
         for k in keys:
             if prefix + k in metrics:
                 lo, hi = metrics.get(f"{prefix}{k}_ci_low"), metrics.get(f"{prefix}{k}_ci_high")
@@ -282,8 +307,9 @@ def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     choices = dict(hc.runtime.choices)
     experiment = choices.get("experiment") or "default"
+    command = " ".join(["python -m hybridwbc.run", *hc.overrides.task])
     try:
-        out = run_experiment(cfg, hc.runtime.output_dir, experiment, choices)
+        out = run_experiment(cfg, hc.runtime.output_dir, experiment, choices, command)
     except HybridWBCError as exc:
         print(f"hybridwbc: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

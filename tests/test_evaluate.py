@@ -66,3 +66,32 @@ def test_to_binary_sums_probabilities():
     np.testing.assert_allclose(b.proba[:, 0], [0.6, 0.9, 0.5])
     with pytest.raises(ConfigError, match=r"classes \['Pro'\] are unassigned"):
         to_binary(pred, {"benign": ["Benign"], "b_all": ["Early", "Pre"]}, "b_all")
+
+
+def test_mcnemar_counts_discordant_pairs():
+    from hybridwbc.evaluate import mcnemar
+
+    y = np.array(list("aaaaaaaaaa"), dtype=object)
+    a = y.copy()
+    b = y.copy()
+    b[:8] = "b"  # A right and B wrong on 8 rows
+    r = mcnemar(y, a, b)
+    assert (r["b"], r["c"]) == (8, 0) and r["p_value"] == pytest.approx(2 * 0.5 ** 8)
+    assert mcnemar(y, a, a)["p_value"] == 1.0
+
+
+def test_subject_level_aggregation_and_errors():
+    from hybridwbc.errors import DataLayoutError
+    from hybridwbc.evaluate import aggregate_by_group, most_confident_errors
+
+    pred = Predictions(rows=np.arange(4), fold=np.zeros(4, int),
+                       y_true=np.array(["all", "all", "hem", "hem"], dtype=object),
+                       y_pred=np.array(["all", "hem", "hem", "all"], dtype=object),
+                       proba=np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3]]), classes=["all", "hem"])
+    sp, names = aggregate_by_group(pred, np.array(["S1", "S1", "H2", "H2"], dtype=object))
+    assert list(names) == ["H2", "S1"]
+    np.testing.assert_allclose(sp.proba, [[0.45, 0.55], [0.65, 0.35]])
+    assert sp.y_pred.tolist() == ["hem", "all"] and sp.y_true.tolist() == ["hem", "all"]
+    with pytest.raises(DataLayoutError, match="one label per subject"):
+        aggregate_by_group(pred, np.array(["S1", "S1", "S1", "H2"], dtype=object))
+    assert most_confident_errors(pred, 5).tolist() == [3, 1]

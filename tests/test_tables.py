@@ -1,0 +1,41 @@
+import pandas as pd
+import pytest
+
+from hybridwbc.errors import DataLayoutError
+from hybridwbc.run import run_experiment
+from hybridwbc.tables import main, write_tables
+
+SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=30", "features.n_jobs=1"]
+
+
+@pytest.fixture(autouse=True)
+def _no_real_data(monkeypatch):
+    monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
+
+
+def test_tables_from_a_comparison_run(compose, tmp_path):
+    cfg, choices = compose("+experiment=all_hem_compare", *SMALL)
+    out = run_experiment(cfg, tmp_path / "run", "all_hem_compare", choices, command="python -m hybridwbc.run X")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    md = write_tables("all_hem_compare", uri, tmp_path / "experiments")
+    text = md.read_text()
+    assert out["run_id"] in text and "python -m hybridwbc.run X" in text and "McNemar" in text
+    assert "resampling subjects" in text
+    df = pd.read_csv(md.with_name("results.csv"))
+    methods = set(df["method"])
+    assert {"handcrafted_svm", "handcrafted_rf", "handcrafted_svm (per subject)",
+            "handcrafted_svm (LEAKY random cell split)"} <= methods
+    assert set(df["run_id"]) == {r["run_id"] for r in out["methods"].values()}
+    assert {"sensitivity", "specificity", "roc_auc", "roc_auc_ci_low"} <= set(df.columns)
+    row = df[df["method"] == "handcrafted_svm"].iloc[0]
+    assert row["accuracy"] == pytest.approx(out["methods"]["handcrafted_svm"]["metrics"]["accuracy"])
+    assert f"{row['accuracy']:.3f} [" in text
+
+
+def test_missing_experiment_is_one_clear_error(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(DataLayoutError, match="No finished MLflow run of experiment 'nope'"):
+        write_tables("nope", uri, tmp_path)
+    assert main(["nope", "--uri", uri, "--out", str(tmp_path)]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hybridwbc:")]
+    assert len(err) == 1 and err[0].startswith("hybridwbc: error: No finished MLflow run")
