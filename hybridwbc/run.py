@@ -196,7 +196,7 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
     cfg, ev = ctx.cfg, ctx.cfg.eval
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if tracker._parent is not None:
+    if tracker.is_child:
         tracker.log_params({"method": name, "classifier.name": method_cfg.name,
                             "classifier.input": _value(method_cfg.input), "features.name": cfg.features.name})
     input_kind = _value(method_cfg.input)

@@ -89,6 +89,11 @@ class Tracker:
         self._parent: "Tracker | None" = None
         self._experiment_id: str | None = None
 
+    @property
+    def is_child(self) -> bool:
+        """Whether this tracker is a nested run of a comparison."""
+        return self._parent is not None
+
     def child(self, name: str) -> "Tracker":
         """A tracker for a nested run (one method of a comparison) inside this one."""
         c = Tracker(self.enabled, self.uri, self.artifact_root, self.experiment, name)
