@@ -63,3 +63,16 @@ bench: install
 
 clean:
 	rm -rf outputs multirun .cache .pytest_cache
+
+# --- use a trained model: register it, serve it (loopback only) ---
+PORT ?= 5001
+.PHONY: register serve
+
+register: install
+	@test -n "$(RUN)" || { echo "usage: make register RUN=<MLflow run id> [NAME=<registered model name>]"; exit 2; }
+	$(BIN)/python -m hybridwbc.serving register --run "$(RUN)" --tracking-uri sqlite:///$(CURDIR)/mlflow.db $(if $(NAME),--name "$(NAME)",)
+
+serve: install
+	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=<pyfunc dir | models:/<name>/<version>> [PORT=5001]"; exit 2; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db \
+	  $(BIN)/mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)

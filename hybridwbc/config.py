@@ -134,6 +134,7 @@ class TrackingConfig:
     artifact_root: str = "${paths.root}/mlartifacts"
     experiment_name: Optional[str] = None
     run_name: Optional[str] = None
+    log_pyfunc: bool = True
 
 
 @dataclass

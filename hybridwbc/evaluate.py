@@ -70,11 +70,27 @@ class EvaluationResult:
     extra: dict = field(default_factory=dict)
 
 
-def fit_estimator(estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
-    """Fit ``estimator``; a grid search receives ``groups`` for its grouped inner CV."""
-    from sklearn.model_selection import GridSearchCV
+def _takes_groups(estimator) -> bool:
+    import inspect
 
-    if isinstance(estimator, GridSearchCV):
+    from sklearn.model_selection._search import BaseSearchCV
+
+    return isinstance(estimator, BaseSearchCV) or "groups" in inspect.signature(estimator.fit).parameters
+
+
+def fit_estimator(estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
+    """Fit ``estimator``, passing ``groups`` to whatever takes them.
+
+    A grid search, or an estimator whose ``fit`` has a ``groups`` argument
+    (:class:`~hybridwbc.calibration.CalibratedModel`), gets the training rows'
+    groups, so its inner splits never share a subject; so does the last step
+    of a :class:`~sklearn.pipeline.Pipeline`.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if groups is not None and isinstance(estimator, Pipeline) and _takes_groups(estimator.steps[-1][1]):
+        return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__groups": groups})
+    if groups is not None and _takes_groups(estimator):
         return estimator.fit(X, y, groups=groups)
     return estimator.fit(X, y)
 

@@ -4,6 +4,13 @@ A saved model is a folder holding ``pipeline.joblib`` and ``model.json``. The
 JSON records the classes, the feature names, the library versions and the
 SHA-256 of every file in the folder; :meth:`WBCPipeline.load` refuses a folder
 whose files do not match those hashes, before unpickling anything.
+
+:meth:`WBCPipeline.predict_sources` predicts images given as paths or as
+encoded bytes, with a bound on decoded pixels and optional abstention
+(``min_confidence``: the label becomes ``uncertain``); one bad image, or a
+featurizer or classifier failure on it, becomes an error row and never costs
+the other rows their predictions. :mod:`hybridwbc.serving` wraps the pipeline
+as an MLflow pyfunc model.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from hybridwbc.errors import ModelLoadError
+from hybridwbc.errors import ConfigError, ModelLoadError
 
-__all__ = ["WBCPipeline", "design_matrix", "MODEL_FILE", "META_FILE"]
+__all__ = ["WBCPipeline", "design_matrix", "result_frame", "check_min_confidence", "check_max_pixels",
+           "UNCERTAIN", "MODEL_FILE", "META_FILE"]
 
 MODEL_FILE = "pipeline.joblib"
 META_FILE = "model.json"
@@ -83,8 +91,25 @@ class WBCPipeline:
     def classes_(self) -> list[str]:
         return [str(c) for c in self.estimator.classes_]
 
-    def predict_paths(self, paths: Sequence[str], n_jobs: int = 1, progress: bool = False) -> pd.DataFrame:
+    def predict_paths(self, paths: Sequence[str | bytes | os.PathLike], n_jobs: int = 1, progress: bool = False,
+                      min_confidence: float = 0.0, max_pixels: int | None = None) -> pd.DataFrame:
         """Predict image files; a file that cannot be read or holds no cell gets an error row.
+
+        Parameters
+        ----------
+        paths : sequence of str, bytes or os.PathLike
+            Image files. A ``bytes`` path (a file name that is not valid
+            UTF-8) is accepted and shown with :func:`os.fsdecode`.
+        n_jobs : int, default 1
+            Worker processes for reading and featurizing.
+        progress : bool, default False
+        min_confidence : float in [0, 1], default 0
+            Abstain below it: the row's label is ``"uncertain"`` (its
+            probabilities are still reported; ``status`` stays ``ok``).
+        max_pixels : int, optional
+            Largest ``width * height`` decoded (default
+            :data:`hybridwbc.data.io.DEFAULT_MAX_PIXELS`); larger images are
+            refused from their header, as an error row.
 
         Returns
         -------
@@ -93,28 +118,98 @@ class WBCPipeline:
             ``label``, ``confidence``, ``p_<class>`` per class, ``status``
             (``ok`` or ``error``) and ``error``.
         """
-        from hybridwbc.features.table import featurize_paths
-
         paths = [os.fsdecode(p) for p in paths]
-        table = featurize_paths(self.featurizer, paths, shas=[""] * len(paths), cache_dir=None, n_jobs=n_jobs,
-                                progress=progress, desc="predict")
+        return self.predict_sources(paths, names=paths, n_jobs=n_jobs, progress=progress,
+                                    min_confidence=min_confidence, max_pixels=max_pixels)
+
+    def predict_sources(self, sources: Sequence[str | os.PathLike | bytes], names: Sequence[str] | None = None,
+                        n_jobs: int = 1, progress: bool = False, min_confidence: float = 0.0,
+                        max_pixels: int | None = None) -> pd.DataFrame:
+        """Predict images given as file paths or as the encoded bytes of image files.
+
+        Every image is decoded with :func:`hybridwbc.data.io.read_image`
+        (header checked against ``max_pixels`` before decoding), featurized,
+        then the estimator predicts the images that were featurized, in one
+        batch; if that batch fails, image by image, so one bad image never
+        costs the others their predictions. Whatever goes wrong with one image
+        (unreadable, too large, too small, no cell, a featurizer or estimator
+        failure) becomes an error row with the reason.
+
+        Parameters
+        ----------
+        sources : sequence of str, os.PathLike or bytes
+            A ``str``/``PathLike`` is a file path; ``bytes``, ``bytearray`` or
+            ``memoryview`` are an image file's encoded bytes.
+        names : sequence of str, optional
+            The ``path`` column of the output; defaults to the path, or
+            ``image[<i>]`` for encoded bytes.
+        n_jobs, progress, min_confidence, max_pixels
+            As in :meth:`predict_paths`.
+
+        Returns
+        -------
+        DataFrame
+            As :meth:`predict_paths`.
+
+        Raises
+        ------
+        ConfigError
+            If ``min_confidence`` is outside [0, 1], ``max_pixels`` is not
+            positive, or abstention is asked for while a class is named
+            ``uncertain``.
+        """
+        from hybridwbc.data.io import DEFAULT_MAX_PIXELS
+
+        min_confidence = check_min_confidence(min_confidence)
+        max_pixels = check_max_pixels(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
         classes = self.classes_
-        proba = np.full((len(paths), len(classes)), np.nan)
-        if len(table.index):
-            kept = [paths[i] for i in table.index]
-            proba[table.index] = self.estimator.predict_proba(design_matrix(self.input_kind, kept, table.X))
-        out = pd.DataFrame({"path": paths})
-        ok = np.zeros(len(paths), bool)
-        ok[table.index] = True
-        best = np.where(ok, np.nanargmax(np.where(ok[:, None], proba, 0.0), axis=1), 0)
-        out["label"] = np.where(ok, np.asarray(classes, dtype=object)[best], "")
-        out["confidence"] = np.where(ok, proba[np.arange(len(paths)), best], np.nan)
-        for j, c in enumerate(classes):
-            out[f"p_{c}"] = proba[:, j]
-        errors = dict(zip(table.skipped["path"], table.skipped["reason"]))
-        out["status"] = np.where(ok, "ok", "error")
-        out["error"] = [errors.get(p, "") for p in paths]
-        return out
+        if min_confidence > 0 and UNCERTAIN in classes:
+            raise ConfigError(
+                f"Cannot abstain with min_confidence={min_confidence}: the model has a class named {UNCERTAIN!r}, "
+                "the label abstention uses. Fix: use min_confidence=0 (no abstention)."
+            )
+        sources = list(sources)
+        n = len(sources)
+        if names is None:
+            names = [f"image[{i}]" if _is_bytes(s) else os.fsdecode(s) for i, s in enumerate(sources)]
+        names = [os.fsdecode(x) if isinstance(x, bytes) else str(x) for x in names]
+        vectors, errors = _featurize_sources(self.featurizer, sources, max_pixels, n_jobs, progress)
+        proba = np.full((n, len(classes)), np.nan)
+        ok_rows = sorted(vectors)
+        if ok_rows:
+            self._predict_rows(sources, ok_rows, vectors, proba, errors, max_pixels)
+        ok = np.zeros(n, bool)
+        ok[[i for i in ok_rows if i not in errors]] = True
+        return result_frame(names, classes, proba, ok, errors, min_confidence)
+
+    def _predict_rows(self, sources, rows, vectors, proba, errors, max_pixels) -> None:
+        """Fill ``proba[rows]``; on a failed batch retry row by row, recording failures in ``errors``."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="hybridwbc-predict-") as tmp:
+            paths = {}
+            if self.input_kind != "features":  # estimators that read the image files themselves
+                for i in rows:
+                    paths[i] = _as_file(sources[i], tmp, i)
+            feats = np.vstack([vectors[i] for i in rows])
+
+            def run(idx, X):
+                p = np.asarray(self.estimator.predict_proba(
+                    design_matrix(self.input_kind, [paths.get(i, "") for i in idx], X)), dtype=np.float64)
+                if p.shape != (len(idx), len(self.classes_)) or not np.all(np.isfinite(p)):
+                    raise ValueError(f"predict_proba returned shape {p.shape} or non-finite values")
+                return p
+
+            try:
+                proba[rows] = run(rows, feats)
+                return
+            except Exception:  # noqa: BLE001 - isolate the row that fails, keep the others
+                pass
+            for k, i in enumerate(rows):
+                try:
+                    proba[i] = run([i], feats[k:k + 1])[0]
+                except Exception as exc:  # noqa: BLE001
+                    errors[i] = f"{type(exc).__name__}: the classifier failed on this image ({exc})"
 
     # persistence ------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
@@ -192,3 +287,147 @@ def _jsonable(v: Any):
         if isinstance(v, (list, tuple)):
             return [_jsonable(x) for x in v]
         return repr(v)
+
+
+UNCERTAIN = "uncertain"
+
+
+def check_min_confidence(value) -> float:
+    """``value`` as a float in [0, 1].
+
+    Raises
+    ------
+    ConfigError
+        If it is not a number in [0, 1].
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not 0.0 <= v <= 1.0:
+        raise ConfigError(f"min_confidence must be a number in [0, 1]; received {value!r}.")
+    return v
+
+
+def check_max_pixels(value) -> int:
+    """``value`` as a positive int.
+
+    Raises
+    ------
+    ConfigError
+        If it is not a positive integer.
+    """
+    try:
+        v = int(value)
+        if v != float(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        v = 0
+    if v < 1:
+        raise ConfigError(f"max_pixels must be a positive integer (width * height); received {value!r}.")
+    return v
+
+
+def _is_bytes(x) -> bool:
+    return isinstance(x, (bytes, bytearray, memoryview))
+
+
+def _read_one(source, max_pixels: int):
+    from hybridwbc.data.io import read_image
+    from hybridwbc.errors import ImageReadError
+
+    if _is_bytes(source):
+        return read_image(bytes(source), max_pixels=max_pixels)
+    path = os.fsdecode(source)
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ImageReadError(f"Cannot read image {path!r}: a broken symbolic link or a symlink loop. "
+                             "Fix: point it at an image file.")
+    if os.path.isdir(path):
+        raise ImageReadError(f"Cannot read image {path!r}: it is a folder, not an image file.")
+    return read_image(path, max_pixels=max_pixels)
+
+
+def _featurize_one(featurizer, source, max_pixels: int):
+    """(vector or None, reason or None) for one image; never raises an ``Exception``."""
+    from hybridwbc.errors import HybridWBCError
+
+    try:
+        vec = np.asarray(featurizer.featurize(_read_one(source, max_pixels)), dtype=np.float64)
+    except HybridWBCError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one image never stops a batch
+        return None, f"{type(exc).__name__}: featurizing this image failed ({exc})"
+    if vec.ndim != 1 or not np.all(np.isfinite(vec)):
+        return None, "non-finite feature values"
+    return vec, None
+
+
+def _featurize_batch(featurizer, batch, max_pixels):
+    return [(i, *_featurize_one(featurizer, s, max_pixels)) for i, s in batch]
+
+
+def _featurize_sources(featurizer, sources, max_pixels: int, n_jobs: int = 1, progress: bool = False
+                       ) -> tuple[dict, dict]:
+    """Featurize every source: ({row: vector}, {row: reason})."""
+    from tqdm.auto import tqdm
+
+    featurizer.fit()
+    todo = list(enumerate(sources))
+    size = max(1, min(32, len(todo) // max(1, 4 * n_jobs)))
+    chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+    if n_jobs == 1 or len(chunks) < 2:
+        results = (_featurize_batch(featurizer, c, max_pixels) for c in chunks)
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_featurize_batch)(featurizer, c, max_pixels) for c in chunks)
+    vectors, errors = {}, {}
+    with tqdm(total=len(todo), desc="predict", unit="img", disable=not progress, mininterval=1.0) as bar:
+        for out in results:
+            for i, vec, reason in out:
+                if vec is None:
+                    errors[i] = reason
+                else:
+                    vectors[i] = vec
+            bar.update(len(out))
+    return vectors, errors
+
+
+def _as_file(source, folder: str, i: int) -> str:
+    """A file path for ``source``: the path itself, or the bytes written to ``folder``."""
+    if not _is_bytes(source):
+        return os.fsdecode(source)
+    data = bytes(source)
+    suffix = ".png" if data[:8] == b"\x89PNG\r\n\x1a\n" else ".bmp" if data[:2] == b"BM" else \
+        ".tif" if data[:4] in (b"II*\x00", b"MM\x00*") else ".jpg"
+    path = os.path.join(folder, f"{i}{suffix}")
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return path
+
+
+def result_frame(names: Sequence[str], classes: Sequence[str], proba: np.ndarray, ok: np.ndarray,
+                 errors: dict, min_confidence: float = 0.0) -> pd.DataFrame:
+    """The prediction table: ``path, label, confidence, p_<class>..., status, error``.
+
+    Rows not ``ok`` get an empty label, NaN confidence and probabilities,
+    ``status="error"`` and their reason from ``errors`` (row -> str). An ``ok``
+    row whose confidence is below ``min_confidence`` is labelled ``uncertain``.
+    """
+    n = len(names)
+    proba = np.asarray(proba, dtype=np.float64).reshape(n, len(classes))
+    ok = np.asarray(ok, dtype=bool)
+    best = np.where(ok, np.argmax(np.where(ok[:, None], np.nan_to_num(proba, nan=-1.0), 0.0), axis=1), 0)
+    conf = np.where(ok, proba[np.arange(n), best] if n else np.empty(0), np.nan)
+    label = np.where(ok, np.asarray(list(classes), dtype=object)[best] if n else np.empty(0, object), "")
+    if min_confidence > 0:
+        label = np.where(ok & (conf < min_confidence), UNCERTAIN, label)
+    out = pd.DataFrame({"path": pd.Series(list(names), dtype=object)})
+    out["label"] = pd.Series(label, dtype=object)
+    out["confidence"] = conf
+    for j, c in enumerate(classes):
+        out[f"p_{c}"] = np.where(ok, proba[:, j], np.nan)
+    out["status"] = np.where(ok, "ok", "error").astype(object)
+    out["error"] = pd.Series(["" if ok[i] else errors.get(i, "error") for i in range(n)], dtype=object)
+    return out

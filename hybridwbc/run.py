@@ -185,6 +185,7 @@ class _Context:
 
 def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_dir: Path, common: dict) -> dict:
     """Evaluate one method, write its artifacts to ``out_dir`` and log them with ``tracker``."""
+    from hybridwbc.calibration import calibration_metrics, reliability_png, risk_coverage, risk_coverage_png
     from hybridwbc.data.splits import cross_split_duplicates
     from hybridwbc.evaluate import (aggregate_by_group, evaluate_predictions, fit_estimator, most_confident_errors,
                                     predict_out_of_sample, to_binary)
@@ -254,6 +255,10 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
         preds[f"p_{c}"] = pred.proba[:, j]
     preds.to_csv(out_dir / "predictions.csv", index=False)
     result.report.to_csv(out_dir / "per_class_report.csv", index=False)
+    metrics.update(calibration_metrics(pred.y_true, pred.proba, pred.classes))
+    reliability_png(pred.y_true, pred.proba, pred.classes, out_dir / "reliability.png", title=title)
+    risk_coverage(pred.y_true, pred.proba, pred.classes).to_csv(out_dir / "risk_coverage.csv", index=False)
+    risk_coverage_png(pred.y_true, pred.proba, pred.classes, out_dir / "risk_coverage.png", title=title)
     confusion_matrix_png(result.confusion, result.classes, out_dir / "confusion_matrix.png", title)
     if len(pred.classes) == 2:
         pos = ev.positive_label or pred.classes[1]
@@ -268,19 +273,23 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
         from sklearn.base import clone
 
         final = fit_estimator(clone(estimator), X, ctx.y, ctx.groups)
-    model_dir = WBCPipeline(ctx.featurizer, final, info={
+    pipeline = WBCPipeline(ctx.featurizer, final, info={
         "experiment": ctx.experiment, "run_id": tracker.run_id, "data": cfg.data.name, "method": name,
-        "features": cfg.features.name, "classifier": method_cfg.name}, input_kind=input_kind
-    ).save(out_dir / "model")
+        "features": cfg.features.name, "classifier": method_cfg.name}, input_kind=input_kind)
+    model_dir = pipeline.save(out_dir / "model")
     metrics.update(common)
     metrics.update({"fit_predict_s": round(fit_s, 3), "eval_s": round(eval_s, 3)})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     tracker.log_metrics(metrics)
     for f in ("predictions.csv", "per_class_report.csv", "confusion_matrix.png", "confusion_matrix_binary.png",
               "confusion_matrix_subjects.png", "errors_most_confident.png", "roc.png", "metrics.json",
-              "duplicates.csv"):
+              "duplicates.csv", "reliability.png", "risk_coverage.csv", "risk_coverage.png"):
         tracker.log_artifact(out_dir / f)
     tracker.log_artifact(model_dir, "model")
+    if tracker.run_id is not None and cfg.tracking.log_pyfunc:
+        from hybridwbc.serving import log_pyfunc
+
+        tracker.set_tags({"pyfunc_model_uri": log_pyfunc(pipeline).model_uri})
     _summary(ctx.experiment, ctx.banner, cfg.features.name, name, metrics, tracker.run_id, out_dir)
     return {"metrics": metrics, "run_id": tracker.run_id, "model_dir": model_dir, "pred": pred}
 

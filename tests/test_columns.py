@@ -31,6 +31,15 @@ def test_errors():
 def test_classifier_columns_wrap_and_rewrite_the_grid(compose):
     cfg, _ = compose("+experiment=granularity_eo_baso")
     est = build_estimator(cfg.methods.granularity, cfg.seed)
-    assert list(est.param_grid) == ["model__clf__estimator__C", "model__clf__estimator__gamma"]
-    assert est.estimator.named_steps["select"].prefixes == ["granularity__"]
+    assert est.named_steps["select"].prefixes == ["granularity__"]
+    assert "select__feature_names" in est.get_params(deep=True)
+    from omegaconf import OmegaConf
+
+    from hybridwbc.config import ClassifierConfig
+
+    node = OmegaConf.merge(OmegaConf.structured(ClassifierConfig), {
+        "columns": ["geometry__"], "search": {"param_grid": {"max_depth": [2, 4]}},
+        "estimator": {"_target_": "sklearn.ensemble.RandomForestClassifier", "n_estimators": 5}})
+    est = build_estimator(node, 0)
+    assert list(est.param_grid) == ["model__max_depth"]
     assert "estimator__select__feature_names" in est.get_params(deep=True)

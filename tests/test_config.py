@@ -61,16 +61,24 @@ def test_unknown_group_option_fails(compose):
 def test_sklearn_nodes_are_converted_to_plain_python(compose):
     cfg, _ = compose("classifier=svm")
     est = build_estimator(cfg.classifier, cfg.seed)
-    assert type(est.estimator.steps) is list  # GridSearchCV(Pipeline) with plain lists, not ListConfig
-    assert est.estimator.get_params()["clf__estimator__class_weight"] == "balanced"
+    pipe = est.estimator.estimator  # CalibratedModel(GridSearchCV(Pipeline))
+    assert type(pipe.steps) is list and type(est.estimator.param_grid) is dict  # plain Python, not OmegaConf
+    assert pipe.get_params()["clf__class_weight"] == "balanced"
 
 
 def test_bad_search_grid_and_bad_targets(compose):
-    cfg, _ = compose("classifier=svm", "+classifier.search.param_grid.clf__nope=[1]")
-    with pytest.raises(ConfigError, match=r"param_grid names \['clf__nope'\]"):
-        build_estimator(cfg.classifier)
-    cfg, _ = compose("classifier.estimator._target_=sklearn.preprocessing.StandardScaler",
-                     "~classifier.estimator.steps", "classifier.search=null")
+    from omegaconf import OmegaConf
+
+    from hybridwbc.config import ClassifierConfig
+
+    node = OmegaConf.merge(OmegaConf.structured(ClassifierConfig), {
+        "search": {"param_grid": {"nope": [1]}},
+        "estimator": {"_target_": "sklearn.ensemble.RandomForestClassifier"}})
+    with pytest.raises(ConfigError, match=r"param_grid names \['nope'\]"):
+        build_estimator(node)
+    cfg, _ = compose("classifier=random_forest", "classifier.estimator._target_=sklearn.preprocessing.StandardScaler",
+                     "~classifier.estimator.n_estimators", "~classifier.estimator.class_weight",
+                     "~classifier.estimator.n_jobs", "~classifier.estimator.random_state")
     with pytest.raises(ConfigError, match="must be a scikit-learn classifier"):
         build_estimator(cfg.classifier)
     cfg, _ = compose("features.featurizer._target_=sklearn.preprocessing.StandardScaler",

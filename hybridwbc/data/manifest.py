@@ -90,8 +90,12 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _walk_images(folder: Path, rejected: list) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted), not following symlink loops."""
+def _walk_images(folder: Path, rejected: list, check_names: bool = True) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted), not following symlink loops.
+
+    With ``check_names`` (training data), files whose names are not UTF-8, and broken or looping
+    file links, are rejected here; without it (prediction) they are returned, to get an error row.
+    """
     out = []
     seen = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -106,11 +110,26 @@ def _walk_images(folder: Path, rejected: list) -> list[Path]:
             p = Path(dirpath) / name
             if name.startswith("."):
                 continue
+            if check_names and not _utf8(name):
+                shown = os.fsencode(p).decode("utf-8", "backslashreplace")
+                rejected.append({"path": shown, "reason": "file name is not valid UTF-8; rename the file"})
+                continue
+            if check_names and p.is_symlink() and not p.exists():
+                rejected.append({"path": str(p), "reason": "broken or looping symbolic link"})
+                continue
             if _is_image(p):
                 out.append(p)
             elif p.suffix.lower() not in (".csv", ".xml", ".txt", ".md", ".json") and name != "LICENSE":
                 rejected.append({"path": str(p), "reason": f"not an image file (suffix {p.suffix!r})"})
     return out
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _row(path: Path, label: str, dataset: str, subject: str = "", fine: str = "", annotation: str = "") -> dict:

@@ -60,7 +60,7 @@ class FeatureCache:
 
     def _atomic_write(self, target: Path, write) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{os.getpid()}-", suffix=target.suffix)
         try:
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
@@ -83,6 +83,39 @@ class FeatureCache:
             self._atomic_write(self._path(sha, ".skip"), lambda fh: fh.write(reason.encode("utf-8")))
 
     def __len__(self) -> int:
+        """Number of stored vectors (temporary files are not entries)."""
         if not self.folder.is_dir():
             return 0
-        return sum(1 for _ in self.folder.glob("*/*.npy"))
+        return sum(1 for p in self.folder.glob("*/*.npy") if not p.name.startswith(".tmp-"))
+
+    def sweep(self) -> int:
+        """Remove temporary files left by writers that are no longer running (a killed run).
+
+        Returns
+        -------
+        int
+            Files removed.
+        """
+        removed = 0
+        if not self.folder.is_dir():
+            return 0
+        for p in self.folder.glob("*/.tmp-*"):
+            try:
+                pid = int(p.name.split("-")[1])
+            except (IndexError, ValueError):
+                pid = -1
+            if pid > 0 and _alive(pid):
+                continue
+            p.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

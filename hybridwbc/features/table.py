@@ -107,6 +107,8 @@ def featurize_paths(featurizer: ImageFeaturizer, paths, shas=None, cache_dir: st
     names = list(featurizer.feature_names())
     key = featurizer.cache_key()
     cache = FeatureCache(cache_dir, key) if cache_dir else None
+    if cache is not None:
+        cache.sweep()
     vectors: dict[int, np.ndarray] = {}
     skipped: list[dict] = []
     todo = []
