@@ -60,10 +60,10 @@ def collect_rows(client, run) -> pd.DataFrame:
     rows = []
     for name, r in methods:
         m = r.data.metrics
-        for prefix, suffix in VARIANTS:
+        for order, (prefix, suffix) in enumerate(VARIANTS):
             if f"{prefix}accuracy" not in m:
                 continue
-            row = {"method": f"{name}{suffix}", "run_id": r.info.run_id}
+            row = {"method": f"{name}{suffix}", "run_id": r.info.run_id, "_variant": order}
             for k in COLUMNS + BINARY:
                 if f"{prefix}{k}" in m:
                     row[k] = m[f"{prefix}{k}"]
@@ -72,7 +72,8 @@ def collect_rows(client, run) -> pd.DataFrame:
             rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.sort_values(["balanced_accuracy"], ascending=False, kind="stable").reset_index(drop=True)
+        df = (df.sort_values(["_variant", "balanced_accuracy"], ascending=[True, False], kind="stable")
+                .drop(columns="_variant").reset_index(drop=True))
     return df
 
 
@@ -102,8 +103,8 @@ def format_markdown(experiment: str, run, df: pd.DataFrame, mcnemar: dict | None
         + (f", {params.get('eval.n_splits')} folds" if params.get("eval.protocol") == "cv" else
            f", test share {params.get('eval.test_size')}") + f"; seed {params.get('seed', '?')}",
         f"- Code: git commit `{tags.get('git_commit', '?')}`",
-        f"- Cells: value [95% bootstrap CI, resampling {tags.get('ci.resampling', 'images')}]; rows sorted by "
-        "balanced accuracy",
+        f"- Cells: value [95% bootstrap CI, resampling {tags.get('ci.resampling', 'images')}]; rows grouped by "
+        "variant (per cell, per subject, leaky split, binary) and sorted by balanced accuracy",
     ]
     if mcnemar:
         lines.append(f"- McNemar, best (`{mcnemar['best']}`) vs runner-up (`{mcnemar['runner_up']}`): "
