@@ -551,7 +551,8 @@ def risk_coverage_png(y_true, proba, classes: Sequence[str], path, title: str = 
             r = kept.iloc[0]
             ax.plot(r["coverage"], r["accuracy"], "o", ms=4, label=f"min_confidence={t}: coverage "
                     f"{r['coverage']:.2f}, accuracy {r['accuracy']:.3f}")
-    ax.legend(loc="lower left", fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=7)
     ax.set_title(title or "risk-coverage", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()

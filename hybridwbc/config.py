@@ -151,6 +151,7 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     methods: Optional[dict[str, ClassifierConfig]] = None
+    backbone: Any = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -204,6 +205,10 @@ def build_estimator(classifier_cfg, seed: int = 0):
     from hybridwbc.errors import ConfigError
 
     est = _instantiate(classifier_cfg.estimator, "classifier.estimator")
+    for part in (est, getattr(est, "cnn", None), getattr(est, "stage2", None),
+                 getattr(getattr(est, "stage2", None), "cnn", None)):
+        if hasattr(part, "validate"):
+            part.validate()  # e.g. an unknown backbone or a too-small input size, before any training
     if not is_classifier(est):
         raise ConfigError(
             f"classifier.estimator must be a scikit-learn classifier; received {type(est).__name__}."

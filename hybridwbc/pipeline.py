@@ -213,7 +213,8 @@ class WBCPipeline:
 
     # persistence ------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``pipeline.joblib`` and ``model.json`` into ``folder`` (created)."""
+        """Write ``pipeline.joblib``, the estimator's ``cnn.keras`` where it has a trained CNN, and
+        ``model.json`` (with the SHA-256 of every file) into ``folder`` (created)."""
         import joblib
 
         from hybridwbc.tracking import library_versions
@@ -224,6 +225,12 @@ class WBCPipeline:
         tmp = folder / (MODEL_FILE + ".tmp")
         joblib.dump(self, tmp)
         os.replace(tmp, model_path)
+        files = {MODEL_FILE: _sha256(model_path)}
+        if hasattr(self.estimator, "save_keras"):
+            try:
+                files["cnn.keras"] = _sha256(Path(self.estimator.save_keras(folder)))
+            except (AttributeError, ValueError):  # an estimator without a trained CNN (e.g. the cascade's stage 1 only)
+                pass
         meta = {
             "format": "hybridwbc-pipeline/1",
             "classes": self.classes_,
@@ -234,7 +241,7 @@ class WBCPipeline:
             "input_kind": self.input_kind,
             "versions": library_versions(),
             "info": _jsonable(self.info),
-            "files": {MODEL_FILE: _sha256(model_path)},
+            "files": files,
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         return folder

@@ -273,17 +273,30 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
         from sklearn.base import clone
 
         final = fit_estimator(clone(estimator), X, ctx.y, ctx.groups)
+    cnn = _trained_cnn(final)
+    if cnn is not None:
+        from hybridwbc.training_plots import history_metrics, training_curves_png
+
+        for step, row in history_metrics(cnn.history_):
+            tracker.log_metrics({f"epoch.{k}": v for k, v in row.items()}, step=step)
+        training_curves_png(cnn.history_, out_dir / "training_curves.png", f"{title}: CNN training",
+                            best_epoch=cnn.best_epoch_)
+        metrics.update({"cnn_fit_s": float(cnn.fit_seconds_), "cnn_best_epoch": float(cnn.best_epoch_),
+                        "cnn_val_accuracy": float(cnn.val_accuracy_ if cnn.val_accuracy_ is not None else np.nan)})
     pipeline = WBCPipeline(ctx.featurizer, final, info={
         "experiment": ctx.experiment, "run_id": tracker.run_id, "data": cfg.data.name, "method": name,
         "features": cfg.features.name, "classifier": method_cfg.name}, input_kind=input_kind)
     model_dir = pipeline.save(out_dir / "model")
+    if cnn is not None and not (model_dir / "cnn.keras").exists():
+        cnn.save_keras(model_dir)  # model/cnn.keras: the trained backbone in Keras format
     metrics.update(common)
     metrics.update({"fit_predict_s": round(fit_s, 3), "eval_s": round(eval_s, 3)})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     tracker.log_metrics(metrics)
     for f in ("predictions.csv", "per_class_report.csv", "confusion_matrix.png", "confusion_matrix_binary.png",
               "confusion_matrix_subjects.png", "errors_most_confident.png", "roc.png", "metrics.json",
-              "duplicates.csv", "reliability.png", "risk_coverage.csv", "risk_coverage.png"):
+              "duplicates.csv", "reliability.png", "risk_coverage.csv", "risk_coverage.png",
+              "training_curves.png"):
         tracker.log_artifact(out_dir / f)
     tracker.log_artifact(model_dir, "model")
     if tracker.run_id is not None and cfg.tracking.log_pyfunc:
@@ -292,6 +305,15 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
         tracker.set_tags({"pyfunc_model_uri": log_pyfunc(pipeline).model_uri})
     _summary(ctx.experiment, ctx.banner, cfg.features.name, name, metrics, tracker.run_id, out_dir)
     return {"metrics": metrics, "run_id": tracker.run_id, "model_dir": model_dir, "pred": pred}
+
+
+def _trained_cnn(estimator):
+    """The fitted CNN inside an estimator (itself, ``cnn_``, or a cascade's stage 2), or ``None``."""
+    for part in (estimator, getattr(estimator, "cnn_", None), getattr(estimator, "stage2_", None),
+                 getattr(getattr(estimator, "stage2_", None), "cnn_", None)):
+        if part is not None and hasattr(part, "history_") and hasattr(part, "save_keras"):
+            return part
+    return None
 
 
 def _summary(experiment, banner, features, method, metrics, run_id, run_dir) -> None:

@@ -12,7 +12,7 @@ from conftest import EXPERIMENTS, ROOT, save_png
 from hybridwbc.errors import DataLayoutError
 from hybridwbc.run import run_experiment
 
-SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=50", "features.n_jobs=1",
+SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=50", "features.n_jobs=1", "backbone=tiny",
          "eval.n_splits=3"]
 
 

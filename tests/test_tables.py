@@ -5,7 +5,7 @@ from hybridwbc.errors import DataLayoutError
 from hybridwbc.run import run_experiment
 from hybridwbc.tables import main, write_tables
 
-SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=30", "features.n_jobs=1"]
+SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=30", "features.n_jobs=1", "backbone=tiny"]
 
 
 @pytest.fixture(autouse=True)
