@@ -157,6 +157,32 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
 
 
+def config_hash(cfg) -> str:
+    """A short hash of what determines a run's results: the resolved config without ``paths``,
+    ``tracking`` and ``progress``. ``make tables`` reruns an experiment when no finished run has it."""
+    import hashlib
+    import json
+
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    for key in ("paths", "tracking", "progress", "hydra"):
+        data.pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def compose_experiment(experiment: str, overrides=()):
+    """Compose ``conf/config.yaml`` with ``+experiment=<experiment>`` outside a Hydra run."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    register_schemas()
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return compose("config", overrides=[f"+experiment={experiment}", "paths.root=.", *overrides])
+
+
 def register_schemas() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore

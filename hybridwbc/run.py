@@ -62,7 +62,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
     """
     import pandas as pd
 
-    from hybridwbc.config import build_estimator, build_featurizer
+    from hybridwbc.config import build_estimator, build_featurizer, config_hash
     from hybridwbc.data.dataset import load_dataset
     from hybridwbc.data.manifest import manifest_hash
     from hybridwbc.data.splits import has_subjects, split_groups
@@ -89,6 +89,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         tracker.log_params(params)
         tracker.set_tags({"git_commit": git_commit(cfg.paths.root), "experiment": experiment,
                           "command": command or f"python -m hybridwbc.run +experiment={experiment}",
+                          "config_hash": config_hash(cfg),
                           "role": "comparison" if len(method_cfgs) > 1 else "single",
                           **{f"version.{k}": v for k, v in library_versions().items()}})
 

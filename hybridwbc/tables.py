@@ -6,7 +6,8 @@ For each experiment, the latest finished top-level run is read; a comparison
 run contributes one row per method (its nested runs). Each cell shows the
 value and its 95% bootstrap interval, and each row names its MLflow run id.
 ``--ensure`` first runs the experiment (``python -m hybridwbc.run
-+experiment=<name>``) when the store has no finished run of it.
++experiment=<name>``) when the store has no finished run of its current config
+(the ``config_hash`` tag: the resolved config without paths and tracking).
 Writes ``<out>/<experiment>/results.md`` and ``results.csv``.
 """
 
@@ -37,12 +38,15 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def latest_run(client, experiment: str):
-    """The newest FINISHED top-level run of ``experiment``, or ``None``."""
+def latest_run(client, experiment: str, config_hash: str | None = None):
+    """The newest FINISHED top-level run of ``experiment`` (with that ``config_hash`` tag, if given), or ``None``."""
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
+    filt = "attributes.status = 'FINISHED'"
+    if config_hash:
+        filt += f" and tags.config_hash = '{config_hash}'"
+    runs = client.search_runs([exp.experiment_id], filter_string=filt,
                               order_by=["attributes.start_time DESC"], max_results=200)
     top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return top[0] if top else None
@@ -153,6 +157,12 @@ def write_tables(experiment: str, uri: str, out: str | os.PathLike) -> Path:
     return folder / "results.md"
 
 
+def _current_hash(experiment: str) -> str:
+    from hybridwbc.config import compose_experiment, config_hash
+
+    return config_hash(compose_experiment(experiment))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hybridwbc.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,8 +176,8 @@ def main(argv=None) -> int:
 
     try:
         for name in args.experiments:
-            if args.ensure and latest_run(_client(args.uri), name) is None:
-                print(f"hybridwbc: no finished run of {name!r}: running it", flush=True)
+            if args.ensure and latest_run(_client(args.uri), name, _current_hash(name)) is None:
+                print(f"hybridwbc: no finished run of {name!r} with its current config: running it", flush=True)
                 subprocess.run([sys.executable, "-m", "hybridwbc.run", f"+experiment={name}",
                                 f"tracking.uri={args.uri}", "progress=false"], check=True)
             print(f"hybridwbc: wrote {write_tables(name, args.uri, args.out)}", flush=True)
