@@ -26,7 +26,7 @@ import pandas as pd
 
 from hybridwbc.errors import ConfigError, ModelLoadError
 
-__all__ = ["WBCPipeline", "design_matrix", "result_frame", "check_min_confidence", "check_max_pixels",
+__all__ = ["WBCPipeline", "design_matrix", "verify_files", "result_frame", "check_min_confidence", "check_max_pixels",
            "UNCERTAIN", "MODEL_FILE", "META_FILE"]
 
 MODEL_FILE = "pipeline.joblib"
@@ -66,6 +66,25 @@ def design_matrix(input_kind: str, paths: Sequence[str], features: np.ndarray) -
     from hybridwbc.errors import ConfigError
 
     raise ConfigError(f"Unknown classifier.input {input_kind!r}. Expected features, paths or paths_features.")
+
+
+def verify_files(folder: Path, files: dict, listing: str) -> None:
+    """Check each ``name -> sha256`` of ``files`` (listed in ``listing``) against the files in ``folder``.
+
+    Raises
+    ------
+    ModelLoadError
+        If a listed file is missing or its SHA-256 differs.
+    """
+    for name, expected in files.items():
+        p = Path(folder) / name
+        if not p.is_file():
+            raise ModelLoadError(f"Model file {str(p)!r} listed in {listing} is missing. Re-save the model.")
+        if _sha256(p) != expected:
+            raise ModelLoadError(
+                f"Model file {str(p)!r} does not match the SHA-256 recorded when it was saved; refusing to "
+                "load it (it was modified or corrupted). Fix: use the original model folder."
+            )
 
 
 class WBCPipeline:
@@ -269,15 +288,7 @@ class WBCPipeline:
             files = dict(meta["files"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(f"{str(meta_path)!r} is not a valid hybridwbc model description ({exc}).") from exc
-        for name, expected in files.items():
-            p = folder / name
-            if not p.is_file():
-                raise ModelLoadError(f"Model file {str(p)!r} listed in {META_FILE} is missing. Re-save the model.")
-            if _sha256(p) != expected:
-                raise ModelLoadError(
-                    f"Model file {str(p)!r} does not match the SHA-256 recorded when it was saved; refusing to "
-                    "load it (it was modified or corrupted). Fix: use the original model folder."
-                )
+        verify_files(folder, files, META_FILE)
         obj = joblib.load(folder / MODEL_FILE)
         if not isinstance(obj, cls):
             raise ModelLoadError(f"{str(folder / MODEL_FILE)!r} holds a {type(obj).__name__}, not a WBCPipeline.")

@@ -117,15 +117,9 @@ def verify_pyfunc_dir(path: str | os.PathLike) -> Path:
         files = dict(json.loads(listing.read_text())["files"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"{str(listing)!r} is not a valid hybridwbc file list ({exc}).") from exc
-    for name, expected in files.items():
-        p = folder / name
-        if not p.is_file():
-            raise ModelLoadError(f"Model file {str(p)!r} listed in {FILES} is missing. Re-save the model.")
-        if _sha256(p) != expected:
-            raise ModelLoadError(
-                f"Model file {str(p)!r} does not match the SHA-256 recorded when it was saved; refusing to load "
-                "it (it was modified or corrupted). Fix: use the original model folder."
-            )
+    from hybridwbc.pipeline import verify_files
+
+    verify_files(folder, files, FILES)
     return folder
 
 
