@@ -231,7 +231,7 @@ def build_estimator(classifier_cfg, seed: int = 0):
     from hybridwbc.errors import ConfigError
 
     est = _instantiate(classifier_cfg.estimator, "classifier.estimator")
-    for part in (est, getattr(est, "cnn", None), getattr(est, "stage2", None),
+    for part in (est, getattr(est, "cnn", None), getattr(est, "embedder", None), getattr(est, "stage2", None),
                  getattr(getattr(est, "stage2", None), "cnn", None)):
         if hasattr(part, "validate"):
             part.validate()  # e.g. an unknown backbone or a too-small input size, before any training

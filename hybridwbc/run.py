@@ -310,8 +310,8 @@ def _run_method(ctx: _Context, name: str, method_cfg, estimator, tracker, out_di
 
 def _trained_cnn(estimator):
     """The fitted CNN inside an estimator (itself, ``cnn_``, or a cascade's stage 2), or ``None``."""
-    for part in (getattr(estimator, "cnn_", None), getattr(getattr(estimator, "stage2_", None), "cnn_", None),
-                 estimator):
+    for part in (getattr(estimator, "cnn_", None), getattr(estimator, "embedder_", None),
+                 getattr(getattr(estimator, "stage2_", None), "cnn_", None), estimator):
         if part is not None and all(hasattr(part, a) for a in ("history_", "best_epoch_", "save_keras")):
             return part
     return None

@@ -106,3 +106,18 @@ def test_degenerate_label_sets():
     only_special = ~only_rest
     c = CascadeClassifier().fit(X[only_special], y[only_special])
     assert c.stage2_ is None and (c.predict(X[only_special]) == y[only_special]).mean() > 0.9
+
+
+def test_embedder_is_fitted_on_all_rows_and_feeds_stage2():
+    from sklearn.decomposition import PCA
+    from sklearn.feature_selection import SelectKBest
+
+    X, y = _wbc()
+    casc = CascadeClassifier(stage1=LogisticRegression(), stage1_columns=[0], embedder=SelectKBest(k=1),
+                             embedder_columns=[1, 2]).fit(X, y)
+    assert casc.embedder_.n_features_in_ == 2 and casc.embedder_.get_support().tolist() == [True, False]
+    assert casc.stage2_.n_features_in_ == 1
+    assert (casc.predict(X) == y).mean() > 0.95
+    np.testing.assert_allclose(casc.predict_proba(X).sum(axis=1), 1.0)
+    with pytest.raises(ConfigError, match="out of range"):
+        CascadeClassifier(embedder=PCA(1), embedder_columns=[9]).fit(X, y)

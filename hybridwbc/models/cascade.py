@@ -96,6 +96,13 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         Use ``head`` as already fitted (e.g. on C-NMC); otherwise fit it on the
         ``head_class`` rows, whose labels must then be given as
         ``f"{head_class}:{k}"`` in ``y``.
+    embedder : transformer, optional
+        Fitted on *all* training rows (every class) with ``fit(X[:, embedder_columns], y)``;
+        stage 2 then sees ``embedder.transform(...)`` instead of ``X[:, stage2_columns]``.
+        With a CNN (:class:`~hybridwbc.models.cnn.CNNClassifier`) this is the CNN trained
+        for the whole task, shared through its cache with ``cnn_softmax`` and friends.
+    embedder_columns : sequence of int or str, optional
+        Columns fed to the embedder (``None``: all), e.g. ``["path"]``.
 
     Attributes
     ----------
@@ -104,12 +111,14 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
     stage1_ : fitted classifier or None
     stage2_ : fitted classifier or None
     head_ : fitted classifier or None
+    embedder_ : fitted transformer or None
     n_features_in_ : int
     """
 
     def __init__(self, stage1=None, stage2=None, special_classes: Sequence = ("eosinophil", "basophil"),
                  stage1_columns=None, stage2_columns=None, feature_names=None, head=None,
-                 head_class: str = "lymphocyte", head_columns=None, head_prefit: bool = True):
+                 head_class: str = "lymphocyte", head_columns=None, head_prefit: bool = True,
+                 embedder=None, embedder_columns=None):
         self.stage1 = stage1
         self.stage2 = stage2
         self.special_classes = special_classes
@@ -120,6 +129,8 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         self.head_class = head_class
         self.head_columns = head_columns
         self.head_prefit = head_prefit
+        self.embedder = embedder
+        self.embedder_columns = embedder_columns
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -182,10 +193,14 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             self.stage1_.fit(X[:, self.cols1_], base_y)
         else:
             self.stage1_ = None
+        self.embedder_ = None
+        if self.embedder is not None and len(rest) >= 2:
+            self.colse_ = self._columns(self.embedder_columns, X.shape[1])
+            self.embedder_ = clone(self.embedder).fit(X[:, self.colse_], base_y)
         if len(rest) >= 2:
             keep = np.isin(base_y, rest)
             self.stage2_ = clone(self.stage2 if self.stage2 is not None else _default_stage2())
-            self.stage2_.fit(X[keep][:, self.cols2_], base_y[keep])
+            self.stage2_.fit(self._stage2_input(X[keep]), base_y[keep])
         else:
             self.stage2_ = None
         self.head_ = None
@@ -211,6 +226,12 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         if y.dtype.kind in "iub":
             self.classes_ = self.classes_.astype(y.dtype)
         return self
+
+    def _stage2_input(self, X) -> np.ndarray:
+        """What stage 2 sees: the embedder's output, else ``X[:, stage2_columns]``."""
+        if self.embedder_ is not None:
+            return np.asarray(self.embedder_.transform(X[:, self.colse_]), dtype=np.float64)
+        return X[:, self.cols2_]
 
     @staticmethod
     def _object_input(X) -> bool:
@@ -243,7 +264,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             routed = np.argmax(p1, axis=1) == p1.shape[1] - 1  # stage 1 says "other"
             p2 = np.full((n, len(rest)), 1.0 / len(rest))
             if self.stage2_ is not None and routed.any():
-                p2[routed] = _proba(self.stage2_, X[routed][:, self.cols2_], rest)
+                p2[routed] = _proba(self.stage2_, self._stage2_input(X[routed]), rest)
             elif self.stage2_ is None:
                 p2[:] = 1.0
             rest_p = p_other[:, None] * p2
