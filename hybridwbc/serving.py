@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import hashlib
 import json
 import os
 import re
@@ -51,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from hybridwbc.errors import ConfigError, HybridWBCError, ModelLoadError
+from hybridwbc.pipeline import _sha256
 
 __all__ = [
     "PyfuncLogic", "predict_frame", "save_pyfunc", "log_pyfunc", "load_pyfunc", "verify_pyfunc_dir", "is_pyfunc_dir",
@@ -67,13 +67,6 @@ DEFAULT_NAME = "pyfunc"
 
 _DATA_URL = re.compile(r"^data:[^,]*;base64,", re.I)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 #: Files MLflow itself writes into a model folder after it is logged (registry bookkeeping, never loaded as code).
