@@ -87,7 +87,18 @@ def _validation_split(y: np.ndarray, groups: np.ndarray, fraction: float, seed: 
     return np.sort(tr), np.sort(va)
 
 
-class CNNClassifier(ClassifierMixin, BaseEstimator):
+class _PathInputTags:
+    """scikit-learn tags of estimators whose ``X`` holds image paths (strings) and that train a CNN."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.non_deterministic = True
+        return tags
+
+
+class CNNClassifier(_PathInputTags, ClassifierMixin, BaseEstimator):
     """A Keras CNN (backbone + softmax head) trained on image files.
 
     Parameters
@@ -520,12 +531,6 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 self.model_ = keras.models.load_model(p, compile=False)
             self._set_embedder()
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.non_deterministic = True
-        return tags
 
 
 def _bn_layers(model) -> list:
@@ -620,7 +625,7 @@ class _EpochLog:
         return _CB(*args, **kwargs)
 
 
-class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
+class EmbeddingClassifier(_PathInputTags, ClassifierMixin, BaseEstimator):
     """A scikit-learn classifier on the embeddings of a CNN trained on the same training rows.
 
     ``fit`` clones and trains ``cnn`` on the training rows, embeds them with the
@@ -693,9 +698,3 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "cnn_")
         return self.cnn_.save_keras(folder)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.non_deterministic = True
-        return tags
