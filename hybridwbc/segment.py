@@ -47,6 +47,7 @@ import numpy as np
 from hybridwbc.errors import ConfigError, ImageReadError, NoCellFoundError
 
 __all__ = [
+    "VERSION",
     "MODES",
     "CellMasks",
     "Segmentation",
@@ -58,6 +59,11 @@ __all__ = [
     "segment",
     "dice",
 ]
+
+#: Version of the masks :func:`segment` returns. Featurizers that segment hash it into their
+#: cache keys, so bump it whenever a change alters any mask. 2: basophil granules are split
+#: from the nucleus; granule clusters sharing the ring join the cell.
+VERSION = 2
 
 #: Accepted values of the ``mode`` parameter.
 MODES = ("auto", "crop", "cutout", "field")
@@ -522,6 +528,7 @@ def _segment_work(rgb, mode, *, n_clusters, sample, min_contrast, min_nucleus_fr
         if np.sort(s)[-1] - np.sort(s)[0] < 0.5 * min_contrast:
             nuc = cell.copy()  # one homogeneous object: all nucleus (e.g. a blast)
         nuc = _fill_holes(_open(nuc, r_img)) & cell
+        nuc = _drop_dark_granules(lab, nuc, r_img)
         if nuc.sum() < 0.05 * cell.sum():
             raise _no_cell("the cut-out object has no plausible nucleus")
         return [(nuc, cell & ~nuc)]
@@ -576,12 +583,73 @@ def _segment_work(rgb, mode, *, n_clusters, sample, min_contrast, min_nucleus_fr
         d = [(gcent[i][1] - cy) ** 2 + (gcent[i][0] - cx) ** 2 for i in groups]
         groups = [groups[int(np.argmin(d))]]
     bg_colour = centres[bg_c]
-    out = []
+    nucs = []
     for g in groups:
         nuc = nucleus & (gcc == g)
+        core = _drop_dark_granules(lab, nuc, r_img)
+        nucleus &= ~(nuc & ~core)  # granules dropped from a nucleus may become cytoplasm
+        nucs.append(core)
+    out = []
+    for nuc in nucs:
         cyt = _cytoplasm(lab, nuc, nucleus, bg_colour, sample, max_cell_ratio, r_img)
         out.append((nuc, cyt))
     return out
+
+
+def _drop_dark_granules(lab, nuc, r_img, min_delta_e=6.0, max_thickness=0.45):
+    """Remove dark granules (basophils) that joined a nucleus mask; (H, W) bool.
+
+    The stained pixels of ``nuc`` (lightness at most 15 above its median; the
+    rest are filled-in holes) are split by a 2-means in Lab. The split is kept only
+    when the two colours differ by at least ``min_delta_e``, the darker part
+    lies mostly outside the filled main component of the lighter part, and it
+    is thin: its largest inscribed radius is below ``max_thickness`` times the
+    lighter part's. Basophil granules are darker than chromatin and scattered
+    as specks a few pixels wide, so they pass; chromatin texture (dark and
+    light parts interleaved inside one outline) and a second lobe (as thick as
+    the first) do not, and the mask is returned unchanged. Returns the filled
+    main component of the lighter part, limited to ``nuc``.
+    """
+    idx = np.flatnonzero(nuc.ravel())
+    if idx.size < 64:
+        return nuc
+    x = lab.reshape(-1, 3)[idx]
+    # pixels much lighter than the median are filled-in holes (cytoplasm between granules)
+    stained = x[:, 0] <= np.median(x[:, 0]) + 15.0
+    if stained.sum() < 64:
+        return nuc
+    idx, x = idx[stained], x[stained]
+    centres, _ = kmeans(x[:: _strided(idx.size, 2048)], 2)
+    if float(np.sqrt(((centres[0] - centres[1]) ** 2).sum())) < min_delta_e:
+        return nuc
+    dark = int(np.argmin(centres[:, 0]))
+    sub = np.zeros(nuc.size, bool)
+    sub[idx] = _assign(x, centres) == dark
+    dark_m = sub.reshape(nuc.shape)
+    light_m = nuc & ~dark_m
+    n, cc, stats, _ = _components(_open(light_m, r_img))
+    if n <= 1:
+        return nuc
+    core = _fill_holes(cc == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))
+    outside = dark_m & ~_dilate(core, r_img)
+    if outside.sum() < 0.5 * dark_m.sum():
+        return nuc
+
+    def thickness(m):
+        return float(cv2.distanceTransform(_u8(m), cv2.DIST_L2, 5).max())
+
+    if thickness(dark_m) >= max_thickness * thickness(core):
+        return nuc
+    return core & nuc
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    """Filled convex hull of the foreground of ``mask`` (H, W) bool."""
+    pts = cv2.findNonZero(_u8(mask))
+    out = np.zeros(mask.shape, np.uint8)
+    if pts is not None:
+        cv2.fillConvexPoly(out, cv2.convexHull(pts), 1)
+    return out.astype(bool) | mask
 
 
 def _cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img):
@@ -622,6 +690,12 @@ def _cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img):
         cand = win_nuc.copy()
     else:
         cand = (lab_w == cyt_c) | win_nuc
+        # granules and cytoplasm can share the ring (basophils, eosinophils): a second
+        # non-background cluster holding at least a third of the ring votes joins the cell
+        for k in range(3):
+            far = np.sqrt(((centres[k] - bg_colour) ** 2).sum()) >= 6.0
+            if k != cyt_c and far and votes[k] >= votes.sum() / 3.0:
+                cand |= lab_w == k
     r_open = max(r_img, int(round(0.18 * rn_area)))
 
     def grow(cand):
@@ -633,17 +707,24 @@ def _cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img):
 
     cell = grow(cand)
     if dist_bg >= 6.0:
-        # a second cytoplasm colour (granules) lies mostly inside the cell; red cells mostly outside
-        near = _dilate(cell, r_open)
-        extra = np.zeros_like(cand)
-        for k in range(3):
-            if k == cyt_c or np.sqrt(((centres[k] - bg_colour) ** 2).sum()) < 6.0:
-                continue
-            mk = lab_w == k
-            if mk.any() and (mk & near).sum() >= 0.5 * mk.sum():
-                extra |= mk
-        if extra.any():
-            cell = grow(cand | (extra & near))
+        # a second cytoplasm colour (granules) lies mostly inside the cell's convex hull; red
+        # cells mostly outside. Granules cut the cytoplasm into strips that the opening drops,
+        # so the cell regrows (at most 3 times) while the hull takes in more granules.
+        for _ in range(3):
+            near = _dilate(_hull(cell), r_open)
+            extra = np.zeros_like(cand)
+            for k in range(3):
+                if k == cyt_c or np.sqrt(((centres[k] - bg_colour) ** 2).sum()) < 6.0:
+                    continue
+                mk = lab_w == k
+                if mk.any() and (mk & near).sum() >= 0.5 * mk.sum():
+                    extra |= mk & near
+            if not extra.any():
+                break
+            grown = grow(cand | extra)
+            if grown.sum() <= cell.sum():
+                break
+            cell = grown
     cell = _fill_holes(_close(cell, r_img) & inside) | win_nuc
     out = np.zeros_like(nuc)
     out[wr0:wr1, wc0:wc1] = cell & ~win_nuc

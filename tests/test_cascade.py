@@ -121,3 +121,21 @@ def test_embedder_is_fitted_on_all_rows_and_feeds_stage2():
     np.testing.assert_allclose(casc.predict_proba(X).sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="out of range"):
         CascadeClassifier(embedder=PCA(1), embedder_columns=[9]).fit(X, y)
+
+
+def test_stage1_embeddings_let_stage1_see_the_embedder():
+    from sklearn.feature_selection import SelectKBest
+
+    X, y = _wbc()
+    # stage 1's own column (2) is noise; the embedder keeps column 0, which separates eos/baso
+    common = dict(stage1=LogisticRegression(), stage1_columns=[2], embedder=SelectKBest(k=1),
+                  embedder_columns=[0, 2])
+    plain = CascadeClassifier(**common).fit(X, y)
+    seeing = CascadeClassifier(**common, stage1_embeddings=True).fit(X, y)
+    assert seeing.stage1_.n_features_in_ == 2 and plain.stage1_.n_features_in_ == 1
+    special = np.isin(y, ["eosinophil", "basophil"])
+    assert (seeing.predict(X)[special] == y[special]).mean() > 0.95
+    assert (plain.predict(X)[special] == y[special]).mean() < 0.8
+    np.testing.assert_allclose(seeing.predict_proba(X).sum(axis=1), 1.0)
+    with pytest.raises(ConfigError, match="stage1_embeddings=True needs an embedder"):
+        CascadeClassifier(stage1_embeddings=True).fit(X, y)

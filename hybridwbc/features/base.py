@@ -32,8 +32,9 @@ class ImageFeaturizer(TransformerMixin, BaseEstimator):
     skipped rather than guessing.
     """
 
-    #: Bump in a subclass when its arithmetic changes, to invalidate caches.
-    version: int = 1
+    #: Bump in a subclass when its arithmetic changes, to invalidate caches (an int, or a
+    #: string that also names the versions of the stages it builds on).
+    version: int | str = 1
 
     def featurize(self, image: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         """Compute the features of one image.

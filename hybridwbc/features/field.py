@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from hybridwbc.features.handcrafted import FAMILIES, HandcraftedFeaturizer
+from hybridwbc.segment import VERSION as SEGMENT_VERSION
 
 __all__ = ["FieldFeaturizer"]
 
@@ -30,7 +31,7 @@ class FieldFeaturizer(HandcraftedFeaturizer):
         The largest ``max_cells`` cells of a field are described.
     """
 
-    version = 1
+    version = f"1/segment-{SEGMENT_VERSION}"
 
     def __init__(self, families=FAMILIES, n_clusters=4, min_contrast=40.0, min_nucleus_frac=0.002,
                  max_cell_ratio=2.6, lobe_prominence=0.2, glcm_levels=16, glcm_distances=(1, 2, 4),

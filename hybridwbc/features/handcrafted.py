@@ -95,6 +95,7 @@ from scipy import ndimage as ndi
 
 from hybridwbc.errors import ConfigError
 from hybridwbc.features.base import ImageFeaturizer
+from hybridwbc.segment import VERSION as SEGMENT_VERSION
 from hybridwbc.segment import CellMasks, segment
 
 __all__ = [
@@ -690,7 +691,7 @@ class HandcraftedFeaturizer(ImageFeaturizer):
         From ``featurize`` when no plausible cell is found.
     """
 
-    version = 1
+    version = f"1/segment-{SEGMENT_VERSION}"
 
     def __init__(self, families=FAMILIES, mode="auto", n_clusters=4, min_contrast=40.0,
                  min_nucleus_frac=0.002, max_cell_ratio=2.6, lobe_prominence=0.2, glcm_levels=16,

@@ -103,6 +103,9 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         for the whole task, shared through its cache with ``cnn_softmax`` and friends.
     embedder_columns : sequence of int or str, optional
         Columns fed to the embedder (``None``: all), e.g. ``["path"]``.
+    stage1_embeddings : bool, default False
+        Append the embedder's output to stage 1's columns, so stage 1 sees the
+        granularity and colour features *and* what the CNN learnt about granules.
 
     Attributes
     ----------
@@ -118,7 +121,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, stage1=None, stage2=None, special_classes: Sequence = ("eosinophil", "basophil"),
                  stage1_columns=None, stage2_columns=None, feature_names=None, head=None,
                  head_class: str = "lymphocyte", head_columns=None, head_prefit: bool = True,
-                 embedder=None, embedder_columns=None):
+                 embedder=None, embedder_columns=None, stage1_embeddings: bool = False):
         self.stage1 = stage1
         self.stage2 = stage2
         self.special_classes = special_classes
@@ -131,6 +134,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         self.head_prefit = head_prefit
         self.embedder = embedder
         self.embedder_columns = embedder_columns
+        self.stage1_embeddings = stage1_embeddings
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -184,23 +188,26 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         self.cols2_ = self._columns(self.stage2_columns, X.shape[1])
         self.special_ = np.asarray(special, dtype=object)
         self.rest_ = np.asarray(rest, dtype=object)
-        if special and rest:
-            y1 = np.where(np.isin(base_y, special), base_y.astype(object), OTHER)
-            self.stage1_ = clone(self.stage1 if self.stage1 is not None else _default_stage1())
-            self.stage1_.fit(X[:, self.cols1_], y1)
-        elif special:
-            self.stage1_ = clone(self.stage1 if self.stage1 is not None else _default_stage1())
-            self.stage1_.fit(X[:, self.cols1_], base_y)
-        else:
-            self.stage1_ = None
+        if self.stage1_embeddings and self.embedder is None:
+            raise ConfigError(
+                "stage1_embeddings=True needs an embedder (e.g. embedder: ${backbone}); set one "
+                "or set stage1_embeddings to false."
+            )
         self.embedder_ = None
-        if self.embedder is not None and len(rest) >= 2:
+        if self.embedder is not None and (len(rest) >= 2 or (self.stage1_embeddings and special)):
             self.colse_ = self._columns(self.embedder_columns, X.shape[1])
             self.embedder_ = clone(self.embedder).fit(X[:, self.colse_], base_y)
+        emb = self._embed(X) if self.embedder_ is not None else None  # every row, once
+        if special:
+            y1 = np.where(np.isin(base_y, special), base_y.astype(object), OTHER) if rest else base_y
+            self.stage1_ = clone(self.stage1 if self.stage1 is not None else _default_stage1())
+            self.stage1_.fit(self._stage1_input(X, emb), y1)
+        else:
+            self.stage1_ = None
         if len(rest) >= 2:
             keep = np.isin(base_y, rest)
             self.stage2_ = clone(self.stage2 if self.stage2 is not None else _default_stage2())
-            self.stage2_.fit(self._stage2_input(X[keep]), base_y[keep])
+            self.stage2_.fit(self._stage2_input(X[keep], None if emb is None else emb[keep]), base_y[keep])
         else:
             self.stage2_ = None
         self.head_ = None
@@ -227,10 +234,21 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             self.classes_ = self.classes_.astype(y.dtype)
         return self
 
-    def _stage2_input(self, X) -> np.ndarray:
+    def _embed(self, X) -> np.ndarray:
+        return np.asarray(self.embedder_.transform(X[:, self.colse_]), dtype=np.float64)
+
+    def _stage1_input(self, X, emb=None) -> np.ndarray:
+        """What stage 1 sees: ``X[:, stage1_columns]``, plus the embeddings if asked."""
+        own = X[:, self.cols1_]
+        if self.stage1_embeddings:
+            emb = self._embed(X) if emb is None else emb
+            return np.hstack([np.asarray(own, dtype=np.float64), emb])
+        return own
+
+    def _stage2_input(self, X, emb=None) -> np.ndarray:
         """What stage 2 sees: the embedder's output, else ``X[:, stage2_columns]``."""
         if self.embedder_ is not None:
-            return np.asarray(self.embedder_.transform(X[:, self.colse_]), dtype=np.float64)
+            return self._embed(X) if emb is None else emb
         return X[:, self.cols2_]
 
     @staticmethod
@@ -252,8 +270,10 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         col = {c: i for i, c in enumerate(classes)}
         out = np.zeros((n, len(classes)))
         special, rest = list(self.special_), list(self.rest_)
+        # embed every row once when stage 1 needs the embeddings too
+        emb = self._embed(X) if self.stage1_embeddings and self.embedder_ is not None else None
         if self.stage1_ is not None:
-            p1 = _proba(self.stage1_, X[:, self.cols1_], special + ([OTHER] if rest else []))
+            p1 = _proba(self.stage1_, self._stage1_input(X, emb), special + ([OTHER] if rest else []))
         else:
             p1 = np.zeros((n, len(special) + 1))
             p1[:, -1] = 1.0
@@ -264,7 +284,8 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             routed = np.argmax(p1, axis=1) == p1.shape[1] - 1  # stage 1 says "other"
             p2 = np.full((n, len(rest)), 1.0 / len(rest))
             if self.stage2_ is not None and routed.any():
-                p2[routed] = _proba(self.stage2_, self._stage2_input(X[routed]), rest)
+                p2[routed] = _proba(self.stage2_, self._stage2_input(
+                    X[routed], None if emb is None else emb[routed]), rest)
             elif self.stage2_ is None:
                 p2[:] = 1.0
             rest_p = p_other[:, None] * p2
@@ -294,6 +315,6 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         if self.stage1_ is None:
             return np.full(X.shape[0], "stage2", dtype=object)
         special = list(self.special_)
-        p1 = _proba(self.stage1_, X[:, self.cols1_], special + ([OTHER] if len(self.rest_) else []))
+        p1 = _proba(self.stage1_, self._stage1_input(X), special + ([OTHER] if len(self.rest_) else []))
         other = (np.argmax(p1, axis=1) == len(special)) & bool(len(self.rest_))
         return np.where(other, "stage2", "stage1").astype(object)
