@@ -51,6 +51,8 @@ table-all-pbs: install
 	$(TABLE) all_pbs_compare
 
 tables: table-wbc table-all-hem table-all-pbs
+	$(BIN)/python -m hybridwbc.tables --timing --uri sqlite:///$(CURDIR)/mlflow.db --out experiments \
+		wbc5_compare pbc8_compare all_hem_compare all_pbs_compare
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,6 +1,6 @@
 """Result tables written from the MLflow store.
 
-    python -m hybridwbc.tables <experiment> [<experiment> ...] [--ensure] [--uri URI] [--out experiments]
+    python -m hybridwbc.tables <experiment> [<experiment> ...] [--ensure] [--timing] [--uri URI] [--out experiments]
 
 For each experiment, the latest finished top-level run is read; a comparison
 run contributes one row per method (its nested runs). Each cell shows the
@@ -8,7 +8,10 @@ value and its 95% bootstrap interval, and each row names its MLflow run id.
 ``--ensure`` first runs the experiment (``python -m hybridwbc.run
 +experiment=<name>``) when the store has no finished run of its current config
 (the ``config_hash`` tag: the resolved config without paths and tracking).
-Writes ``<out>/<experiment>/results.md`` and ``results.csv``.
+Writes ``<out>/<experiment>/results.md`` and ``results.csv``; each ``results.md``
+ends with where the run's time went. ``--timing`` also writes ``<out>/timing.md``:
+one row per experiment, wall time split into data scan, feature extraction,
+training and prediction (of which CNN training) and evaluation.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["latest_run", "collect_rows", "format_markdown", "write_tables", "main"]
+__all__ = ["latest_run", "collect_rows", "run_timing", "format_markdown", "write_tables", "write_timing", "main"]
 
 COLUMNS = ["accuracy", "balanced_accuracy", "f1_weighted", "f1_macro"]
 BINARY = ["sensitivity", "specificity", "roc_auc"]
@@ -81,6 +84,60 @@ def collect_rows(client, run) -> pd.DataFrame:
     return df
 
 
+def _children(client, run) -> list:
+    if run.data.tags.get("role") != "comparison":
+        return [run]
+    return client.search_runs([run.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'",
+                              order_by=["attributes.start_time ASC"], max_results=200)
+
+
+def run_timing(client, run) -> dict:
+    """Where the wall time of a run went, in seconds, from the metrics the run logged.
+
+    Returns
+    -------
+    dict
+        ``wall`` (start to end of the top-level run), ``data`` (manifest scan),
+        ``features`` (handcrafted/simple feature extraction, cached by content
+        hash), ``train_predict`` (fitting and predicting every method on every
+        split, CNN embedding included), ``cnn_training`` (the part of it spent
+        training CNNs that were not in the trained-model cache), ``evaluation``
+        (metrics, bootstrap intervals, plots) and ``other`` (the rest: refits
+        on all rows for cross-validation, saving models, logging). ``methods``
+        maps each method to its ``train_predict``, ``cnn_training`` and ``evaluation``.
+    """
+    m = run.data.metrics
+    wall = (run.info.end_time - run.info.start_time) / 1000.0 if run.info.end_time else float("nan")
+    methods = {}
+    for child in _children(client, run):
+        cm = child.data.metrics
+        name = child.data.params.get("method", child.data.params.get("classifier.name", child.info.run_name))
+        methods[name] = {"train_predict": cm.get("fit_predict_s", 0.0), "cnn_training": cm.get("cnn_fit_s", 0.0),
+                         "evaluation": cm.get("eval_s", 0.0)}
+        m = {**cm, **m}
+    out = {"wall": wall, "data": m.get("data_s", 0.0), "features": m.get("features_s", 0.0)}
+    for k in ("train_predict", "cnn_training", "evaluation"):
+        out[k] = float(sum(v[k] for v in methods.values()))
+    out["other"] = wall - out["data"] - out["features"] - out["train_predict"] - out["evaluation"]
+    out["methods"] = methods
+    return out
+
+
+def _timing_lines(t: dict) -> list:
+    lines = ["", "## Time", "",
+             f"Wall {t['wall'] / 60:.1f} min: data scan {t['data']:.0f} s, feature extraction {t['features']:.0f} s, "
+             f"training and prediction {t['train_predict']:.0f} s (of which CNN training {t['cnn_training']:.0f} s), "
+             f"evaluation {t['evaluation']:.0f} s, other (refits, saving, logging) {t['other']:.0f} s. Cached "
+             "features, embeddings and trained CNNs make a rerun faster; these are the times of this run.", ""]
+    if len(t["methods"]) > 1:
+        lines += ["| method | training + prediction (s) | of which CNN training (s) | evaluation (s) |",
+                  "|---|---|---|---|"]
+        lines += [f"| {n} | {v['train_predict']:.0f} | {v['cnn_training']:.0f} | {v['evaluation']:.0f} |"
+                  for n, v in t["methods"].items()]
+    return lines
+
+
 def _cell(row, k) -> str:
     v = row.get(k)
     if v is None or pd.isna(v):
@@ -91,7 +148,8 @@ def _cell(row, k) -> str:
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def format_markdown(experiment: str, run, df: pd.DataFrame, mcnemar: dict | None = None) -> str:
+def format_markdown(experiment: str, run, df: pd.DataFrame, mcnemar: dict | None = None,
+                    timing: dict | None = None) -> str:
     """The ``results.md`` text: provenance, then the table."""
     cols = COLUMNS + [k for k in BINARY if k in df.columns]
     tags, params = run.data.tags, run.data.params
@@ -117,6 +175,8 @@ def format_markdown(experiment: str, run, df: pd.DataFrame, mcnemar: dict | None
               "|---" * (len(cols) + 2) + "|"]
     for _, row in df.iterrows():
         lines.append(f"| {row['method']} | " + " | ".join(_cell(row, k) for k in cols) + f" | `{row['run_id']}` |")
+    if timing:
+        lines += _timing_lines(timing)
     return "\n".join(lines) + "\n"
 
 
@@ -153,8 +213,44 @@ def write_tables(experiment: str, uri: str, out: str | os.PathLike) -> Path:
     folder = Path(out) / experiment
     folder.mkdir(parents=True, exist_ok=True)
     df.to_csv(folder / "results.csv", index=False)
-    (folder / "results.md").write_text(format_markdown(experiment, run, df, _mcnemar(client, run)))
+    (folder / "results.md").write_text(format_markdown(experiment, run, df, _mcnemar(client, run),
+                                                       run_timing(client, run)))
     return folder / "results.md"
+
+
+def write_timing(experiments, uri: str, out: str | os.PathLike) -> Path:
+    """Write ``<out>/timing.md``: the time split of the latest run of each experiment, and the total.
+
+    Raises
+    ------
+    DataLayoutError
+        If the store holds no finished run of one of the experiments.
+    """
+    from hybridwbc.errors import DataLayoutError
+
+    client = _client(uri)
+    keys = ["wall", "data", "features", "train_predict", "cnn_training", "evaluation", "other"]
+    lines = ["# Where the time of `make tables` goes", "",
+             "Minutes per experiment, from the metrics each MLflow run logged (written by "
+             "`python -m hybridwbc.tables --timing ...`, the last step of `make tables`). CNN training is "
+             "part of training + prediction. Times depend on what the caches already held.", "",
+             "| experiment | MLflow run | wall | data scan | feature extraction | training + prediction | "
+             "of which CNN training | evaluation | other |", "|---" * 9 + "|"]
+    total = dict.fromkeys(keys, 0.0)
+    for name in experiments:
+        run = latest_run(client, name)
+        if run is None:
+            raise DataLayoutError(f"No finished MLflow run of experiment {name!r} in {uri}. "
+                                  f"Fix: run `python -m hybridwbc.run +experiment={name}` (or `make tables`).")
+        t = run_timing(client, run)
+        for k in keys:
+            total[k] += t[k]
+        lines.append(f"| {name} | `{run.info.run_id}` | " + " | ".join(f"{t[k] / 60:.1f}" for k in keys) + " |")
+    lines.append("| **total** | | " + " | ".join(f"**{total[k] / 60:.1f}**" for k in keys) + " |")
+    path = Path(out) / "timing.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _current_hash(experiment: str) -> str:
@@ -170,6 +266,7 @@ def main(argv=None) -> int:
     parser.add_argument("--uri", default=f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     parser.add_argument("--out", default="experiments")
     parser.add_argument("--ensure", action="store_true", help="run experiments that have no finished run")
+    parser.add_argument("--timing", action="store_true", help="also write <out>/timing.md for these experiments")
     parser.add_argument("overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from hybridwbc.errors import HybridWBCError
@@ -181,6 +278,8 @@ def main(argv=None) -> int:
                 subprocess.run([sys.executable, "-m", "hybridwbc.run", f"+experiment={name}",
                                 f"tracking.uri={args.uri}", "progress=false"], check=True)
             print(f"hybridwbc: wrote {write_tables(name, args.uri, args.out)}", flush=True)
+        if args.timing:
+            print(f"hybridwbc: wrote {write_timing(args.experiments, args.uri, args.out)}", flush=True)
     except HybridWBCError as exc:
         print(f"hybridwbc: error: {exc}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@ import pytest
 
 from hybridwbc.errors import DataLayoutError
 from hybridwbc.run import run_experiment
-from hybridwbc.tables import main, write_tables
+from hybridwbc.tables import main, write_tables, write_timing
 
 SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=30", "features.n_jobs=1", "backbone=tiny"]
 
@@ -30,6 +30,19 @@ def test_tables_from_a_comparison_run(compose, tmp_path):
     row = df[df["method"] == "handcrafted_svm"].iloc[0]
     assert row["accuracy"] == pytest.approx(out["methods"]["handcrafted_svm"]["metrics"]["accuracy"])
     assert f"{row['accuracy']:.3f} [" in text
+    # where the time went: per method, and one row per experiment in timing.md
+    assert "## Time" in text and "| handcrafted_rf |" in text.split("## Time")[1]
+    timing = main(["all_hem_compare", "--timing", "--uri", uri, "--out", str(tmp_path / "experiments")])
+    assert timing == 0
+    t = (tmp_path / "experiments" / "timing.md").read_text()
+    row = [ln for ln in t.splitlines() if ln.startswith("| all_hem_compare |")][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == f"`{out['run_id']}`"
+    wall, data, feats, train, cnn, ev, other = map(float, cells[2:])
+    assert wall > 0 and train >= cnn >= 0 and ev > 0
+    assert data + feats + train + ev + other == pytest.approx(wall, abs=0.25)  # rounded to 0.1 min
+    with pytest.raises(DataLayoutError, match="No finished MLflow run of experiment 'nope'"):
+        write_timing(["all_hem_compare", "nope"], uri, tmp_path)
 
 
 def test_missing_experiment_is_one_clear_error(tmp_path, capsys):

@@ -13,7 +13,7 @@ the final classes::
 
     P(special s) = P1(s)
     P(other c)   = P1(other) * P2(c)
-    P(lymphoid:k) = P(lymphoid) * Ph(k)
+    P(lymphoid:k) = P(lymphoid) * Ph(k)   (Ph = 1/K where P(lymphoid) < 0.01)
 
 Routing: a cell whose stage-1 verdict is a special class never reaches
 stage 2 (its ``P1(other)`` mass is spread evenly over the other classes,
@@ -234,6 +234,50 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             self.classes_ = self.classes_.astype(y.dtype)
         return self
 
+    def attach_head(self, head, head_columns=None) -> "CascadeClassifier":
+        """A copy of this fitted cascade whose ``head_class`` cells the prefit ``head`` splits.
+
+        Nothing is refitted: the stages are shared with this cascade. This is
+        how a head trained in another experiment (ALL/HEM on C-NMC) joins
+        white-cell stages trained on PBC (see :mod:`hybridwbc.compose`).
+
+        Parameters
+        ----------
+        head : fitted classifier
+            E.g. :class:`~hybridwbc.models.prefit.SavedModelClassifier`.
+        head_columns : sequence of int or str, optional
+            Columns of ``X`` the head sees, e.g. ``["path"]``.
+
+        Returns
+        -------
+        CascadeClassifier
+            Final classes: those of this cascade with ``head_class`` replaced
+            by ``f"{head_class}:{k}"`` for each class ``k`` of the head.
+
+        Raises
+        ------
+        ConfigError
+            If this cascade has no ``head_class`` among the classes its stage 2 types.
+        """
+        import copy
+
+        check_is_fitted(self)
+        check_is_fitted(head)
+        if self.head_class not in set(self.rest_.tolist()):
+            raise ConfigError(
+                f"Cannot attach a head for {self.head_class!r}: this cascade's stage 2 types "
+                f"{sorted(map(str, self.rest_))}. Fix: train the cascade on data with {self.head_class!r} cells, "
+                "or set head_class to one of those."
+            )
+        new = copy.copy(self)
+        new.head, new.head_columns, new.head_prefit = head, head_columns, True
+        new.colsh_ = new._columns(head_columns, self.n_features_in_)
+        new.head_ = head
+        final = [c for c in list(self.special_) + list(self.rest_) if c != self.head_class]
+        final += [f"{self.head_class}:{k}" for k in head.classes_]
+        new.classes_ = np.asarray(sorted(final, key=str), dtype=object)
+        return new
+
     def _embed(self, X) -> np.ndarray:
         return np.asarray(self.embedder_.transform(X[:, self.colse_]), dtype=np.float64)
 
@@ -291,7 +335,12 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             rest_p = p_other[:, None] * p2
             for j, c in enumerate(rest):
                 if self.head_ is not None and c == self.head_class:
-                    ph = _proba(self.head_, X[:, self.colsh_], list(self.head_.classes_))
+                    # the head runs where the lymphoid class holds at least 1% (elsewhere its mass
+                    # is split evenly: it cannot be the arg-max there); a saved head featurizes anew
+                    ph = np.full((n, len(self.head_.classes_)), 1.0 / len(self.head_.classes_))
+                    rows = rest_p[:, j] >= 0.01
+                    if rows.any():
+                        ph[rows] = _proba(self.head_, X[rows][:, self.colsh_], list(self.head_.classes_))
                     for k, hc in enumerate(self.head_.classes_):
                         out[:, col[f"{self.head_class}:{hc}"]] = rest_p[:, j] * ph[:, k]
                 else:
