@@ -62,8 +62,9 @@ __all__ = [
 
 #: Version of the masks :func:`segment` returns. Featurizers that segment hash it into their
 #: cache keys, so bump it whenever a change alters any mask. 2: basophil granules are split
-#: from the nucleus; granule clusters sharing the ring join the cell.
-VERSION = 2
+#: from the nucleus; granule clusters sharing the ring join the cell. 3: a dark chromatin rim
+#: or crescent beside a lighter centre is not taken for granules.
+VERSION = 3
 
 #: Accepted values of the ``mode`` parameter.
 MODES = ("auto", "crop", "cutout", "field")
@@ -604,11 +605,15 @@ def _drop_dark_granules(lab, nuc, r_img, min_delta_e=6.0, max_thickness=0.45):
     when the two colours differ by at least ``min_delta_e``, the darker part
     lies mostly outside the filled main component of the lighter part, and it
     is thin: its largest inscribed radius is below ``max_thickness`` times the
-    lighter part's. Basophil granules are darker than chromatin and scattered
-    as specks a few pixels wide, so they pass; chromatin texture (dark and
-    light parts interleaved inside one outline) and a second lobe (as thick as
-    the first) do not, and the mask is returned unchanged. Returns the filled
-    main component of the lighter part, limited to ``nuc``.
+    lighter part's; the rest of the mask must not ring the lighter part (its
+    closed, filled outline covers less than half of it) and must be scattered
+    (its largest piece at most 70 % of it). Basophil granules are darker than
+    chromatin and scattered as specks a few pixels wide, so they pass;
+    chromatin texture (dark and light parts interleaved inside one outline), a
+    dark chromatin rim or crescent beside a lighter centre (lymphocytes,
+    lymphoblasts) and a second lobe (as thick as the first) do not, and the
+    mask is returned unchanged. Returns the filled main component of the
+    lighter part, limited to ``nuc``.
     """
     idx = np.flatnonzero(nuc.ravel())
     if idx.size < 64:
@@ -634,6 +639,12 @@ def _drop_dark_granules(lab, nuc, r_img, min_delta_e=6.0, max_thickness=0.45):
     outside = dark_m & ~_dilate(core, r_img)
     if outside.sum() < 0.5 * dark_m.sum():
         return nuc
+    if (_fill_holes(_close(nuc & ~core, r_img)) & core).sum() >= 0.5 * core.sum():
+        return nuc  # the rest rings the light part: a dark chromatin rim (lymphocytes), not granules
+    n, _, stats, _ = _components(nuc & ~_dilate(core, r_img))
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if n <= 1 or areas.max() > 0.7 * areas.sum():
+        return nuc  # one dark piece (a crescent of chromatin), not scattered granules
 
     def thickness(m):
         return float(cv2.distanceTransform(_u8(m), cv2.DIST_L2, 5).max())

@@ -285,3 +285,23 @@ def test_dark_granules_are_split_from_the_nucleus_but_dark_lobes_are_not():
     img = np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
     p = segment(img, "cutout").primary
     assert dice(p.nucleus, left | right | bridge) >= 0.9
+
+
+@pytest.mark.parametrize("shape", ["rim", "crescent"])
+def test_dark_chromatin_rim_or_crescent_is_not_taken_for_granules(shape):
+    # a lymphoid nucleus whose chromatin is darker at the edge (all round, or on one side)
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:128, 0:128]
+    cell = (yy - 64) ** 2 + (xx - 64) ** 2 <= 44 ** 2
+    nucleus = (yy - 64) ** 2 + (xx - 64) ** 2 <= 30 ** 2
+    inner = (yy - 64) ** 2 + (xx - (64 if shape == "rim" else 70)) ** 2 <= 24 ** 2
+    img = np.zeros((128, 128, 3), np.float64)
+    img[cell] = (180, 165, 215)
+    img[nucleus] = (55, 25, 95)
+    img[nucleus & inner] = (95, 60, 145)
+    for background in ("black", "smear"):
+        if background == "smear":
+            img[~cell] = (232, 222, 214)
+        im = np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
+        p = segment(im, "auto").primary
+        assert dice(p.nucleus, nucleus) >= 0.9, (shape, background)
