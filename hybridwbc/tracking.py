@@ -37,13 +37,22 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: Files the framework itself writes into the tree; changes to them do not make a run ``-dirty``
+#: (``make tables`` rewrites one table before it runs the next experiment).
+GENERATED = (":(exclude,glob)experiments/*/results.md", ":(exclude,glob)experiments/*/results.csv",
+             ":(exclude)experiments/timing.md")
+
+
 def git_commit(root: str | os.PathLike) -> str:
-    """The project's current git commit, with ``-dirty`` if the tree has changes; ``""`` outside git."""
+    """The project's current git commit, with ``-dirty`` if the tree has changes; ``""`` outside git.
+
+    Changes to the result tables the framework writes (:data:`GENERATED`) do not count.
+    """
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *GENERATED],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{sha}-dirty" if sha and dirty else sha

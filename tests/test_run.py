@@ -138,3 +138,26 @@ def test_cli_runs_and_reports_errors_in_one_line(tmp_path):
     errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("hybridwbc: error:")]
     assert len(errors) == 1 and "nowhere" in errors[0] and "Fix:" in errors[0]
     assert "Traceback" not in bad.stderr
+
+
+def test_git_commit_ignores_the_tables_the_framework_writes(tmp_path):
+    import subprocess
+
+    from hybridwbc.tracking import git_commit
+
+    def git(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "experiments" / "x").mkdir(parents=True)
+    for f in ("experiments/x/results.md", "experiments/timing.md", "code.py"):
+        (tmp_path / f).write_text("a\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    sha = git_commit(tmp_path)
+    assert len(sha) == 40
+    (tmp_path / "experiments" / "x" / "results.md").write_text("b\n")
+    (tmp_path / "experiments" / "timing.md").write_text("b\n")
+    assert git_commit(tmp_path) == sha
+    (tmp_path / "code.py").write_text("b\n")
+    assert git_commit(tmp_path) == f"{sha}-dirty"
