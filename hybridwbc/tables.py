@@ -57,13 +57,7 @@ def latest_run(client, experiment: str, config_hash: str | None = None):
 
 def collect_rows(client, run) -> pd.DataFrame:
     """One row per method (and per reported variant) of a run, with metrics and run ids."""
-    if run.data.tags.get("role") == "comparison":
-        children = client.search_runs([run.info.experiment_id],
-                                      filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'",
-                                      max_results=200)
-        methods = [(c.data.params.get("method", c.info.run_name), c) for c in children]
-    else:
-        methods = [(run.data.params.get("classifier.name", "method"), run)]
+    methods = [(_method_name(r), r) for r in _children(client, run)]
     rows = []
     for name, r in methods:
         m = r.data.metrics
@@ -84,7 +78,13 @@ def collect_rows(client, run) -> pd.DataFrame:
     return df
 
 
+def _method_name(run) -> str:
+    """A method's name: the ``method`` param of a comparison's child, else the classifier's name."""
+    return run.data.params.get("method", run.data.params.get("classifier.name", run.info.run_name or "method"))
+
+
 def _children(client, run) -> list:
+    """The runs that hold a run's methods: its nested runs if it is a comparison, else itself."""
     if run.data.tags.get("role") != "comparison":
         return [run]
     return client.search_runs([run.info.experiment_id],
@@ -112,9 +112,8 @@ def run_timing(client, run) -> dict:
     methods = {}
     for child in _children(client, run):
         cm = child.data.metrics
-        name = child.data.params.get("method", child.data.params.get("classifier.name", child.info.run_name))
-        methods[name] = {"train_predict": cm.get("fit_predict_s", 0.0), "cnn_training": cm.get("cnn_fit_s", 0.0),
-                         "evaluation": cm.get("eval_s", 0.0)}
+        methods[_method_name(child)] = {"train_predict": cm.get("fit_predict_s", 0.0),
+                                        "cnn_training": cm.get("cnn_fit_s", 0.0), "evaluation": cm.get("eval_s", 0.0)}
         m = {**cm, **m}
     out = {"wall": wall, "data": m.get("data_s", 0.0), "features": m.get("features_s", 0.0)}
     for k in ("train_predict", "cnn_training", "evaluation"):
