@@ -15,7 +15,6 @@ as an MLflow pyfunc model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from hybridwbc.data.manifest import file_sha256
 from hybridwbc.errors import ConfigError, ModelLoadError
 
 __all__ = ["WBCPipeline", "design_matrix", "verify_files", "result_frame", "check_min_confidence", "check_max_pixels",
@@ -31,14 +31,6 @@ __all__ = ["WBCPipeline", "design_matrix", "verify_files", "result_frame", "chec
 
 MODEL_FILE = "pipeline.joblib"
 META_FILE = "model.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def design_matrix(input_kind: str, paths: Sequence[str], features: np.ndarray) -> np.ndarray:
@@ -80,7 +72,7 @@ def verify_files(folder: Path, files: dict, listing: str) -> None:
         p = Path(folder) / name
         if not p.is_file():
             raise ModelLoadError(f"Model file {str(p)!r} listed in {listing} is missing. Re-save the model.")
-        if _sha256(p) != expected:
+        if file_sha256(p) != expected:
             raise ModelLoadError(
                 f"Model file {str(p)!r} does not match the SHA-256 recorded when it was saved; refusing to "
                 "load it (it was modified or corrupted). Fix: use the original model folder."
@@ -244,10 +236,10 @@ class WBCPipeline:
         tmp = folder / (MODEL_FILE + ".tmp")
         joblib.dump(self, tmp)
         os.replace(tmp, model_path)
-        files = {MODEL_FILE: _sha256(model_path)}
+        files = {MODEL_FILE: file_sha256(model_path)}
         if hasattr(self.estimator, "save_keras"):
             try:
-                files["cnn.keras"] = _sha256(Path(self.estimator.save_keras(folder)))
+                files["cnn.keras"] = file_sha256(Path(self.estimator.save_keras(folder)))
             except (AttributeError, ValueError):  # an estimator without a trained CNN (e.g. the cascade's stage 1 only)
                 pass
         meta = {

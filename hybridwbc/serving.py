@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from hybridwbc.errors import ConfigError, HybridWBCError, ModelLoadError
-from hybridwbc.pipeline import _sha256
+from hybridwbc.data.manifest import file_sha256
 
 __all__ = [
     "PyfuncLogic", "predict_frame", "save_pyfunc", "log_pyfunc", "load_pyfunc", "verify_pyfunc_dir", "is_pyfunc_dir",
@@ -77,7 +77,7 @@ def _list_files(folder: Path) -> dict[str, str]:
     out = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name not in _UNSEALED and "__pycache__" not in p.parts:
-            out[p.relative_to(folder).as_posix()] = _sha256(p)
+            out[p.relative_to(folder).as_posix()] = file_sha256(p)
     return out
 
 

@@ -227,9 +227,8 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
                 sub = np.array([v.split(":", 1)[1] for v in y[rows]], dtype=object)
                 self.head_ = clone(self.head).fit(X[rows][:, self.colsh_], sub)
             head_classes = [f"{self.head_class}:{k}" for k in self.head_.classes_]
-        final = [c for c in list(special) + list(rest) if not (head_classes and c == self.head_class)]
-        final += head_classes
-        self.classes_ = np.asarray(sorted(final, key=str), dtype=y.dtype if y.dtype.kind != "U" else object)
+        final = self._final_classes(special, rest, head_classes)
+        self.classes_ = np.asarray(final, dtype=y.dtype if y.dtype.kind != "U" else object)
         if y.dtype.kind in "iub":
             self.classes_ = self.classes_.astype(y.dtype)
         return self
@@ -273,10 +272,14 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         new.head, new.head_columns, new.head_prefit = head, head_columns, True
         new.colsh_ = new._columns(head_columns, self.n_features_in_)
         new.head_ = head
-        final = [c for c in list(self.special_) + list(self.rest_) if c != self.head_class]
-        final += [f"{self.head_class}:{k}" for k in head.classes_]
-        new.classes_ = np.asarray(sorted(final, key=str), dtype=object)
+        head_classes = [f"{self.head_class}:{k}" for k in head.classes_]
+        new.classes_ = np.asarray(self._final_classes(self.special_, self.rest_, head_classes), dtype=object)
         return new
+
+    def _final_classes(self, special, rest, head_classes) -> list:
+        """Sorted final classes: special and rest, with ``head_class`` replaced by ``head_classes`` if any."""
+        final = [c for c in list(special) + list(rest) if not (head_classes and c == self.head_class)]
+        return sorted(final + list(head_classes), key=str)
 
     def _embed(self, X) -> np.ndarray:
         return np.asarray(self.embedder_.transform(X[:, self.colse_]), dtype=np.float64)

@@ -53,11 +53,12 @@ class SavedModelClassifier(ClassifierMixin, BaseEstimator):
             If the folder is not a saved model or a file's hash differs.
         """
         from hybridwbc.errors import ModelLoadError
-        from hybridwbc.pipeline import META_FILE, WBCPipeline, _sha256
+        from hybridwbc.data.manifest import file_sha256
+        from hybridwbc.pipeline import META_FILE, WBCPipeline
 
         folder = Path(os.fspath(self.model_dir))
         pipeline = WBCPipeline.load(folder)
-        sha = _sha256(folder / META_FILE)
+        sha = file_sha256(folder / META_FILE)
         expected = self.__dict__.get("model_sha256_")
         if expected is not None and sha != expected:
             raise ModelLoadError(
