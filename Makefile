@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
-.PHONY: install run test test-fast experiments ui check-data bench clean help tables table-wbc table-all-hem \
+.PHONY: install run test test-fast lint experiments ui check-data bench clean help tables table-wbc table-all-hem \
         table-all-pbs $(EXPERIMENTS)
 
 help:
 	@echo "make run          install, then run the main experiment (all_hem; synthetic data if none is found)"
 	@echo "make test         install, then run the test suite"
+	@echo "make lint         install, then check the code with ruff (rules in pyproject.toml)"
 	@echo "make experiments  run all_hem, wbc5, pbc8 and all_pbs"
 	@echo "make tables       rerun what is missing, then write experiments/<name>/results.md from MLflow"
 	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
@@ -33,6 +34,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not realdata"
+
+lint: install
+	$(BIN)/ruff check hybridwbc tests bench
 
 $(EXPERIMENTS): install
 	$(BIN)/python -m hybridwbc.run +experiment=$@

@@ -87,12 +87,13 @@ def main(argv=None) -> int:
 
     from sklearn.base import clone
 
-    from hybridwbc.calibration import calibration_metrics, reliability_png
+    from hybridwbc.calibration import calibration_metrics
     from hybridwbc.config import build_featurizer
     from hybridwbc.data.dataset import load_dataset
     from hybridwbc.data.splits import holdout_split, kfold_splits, split_groups
     from hybridwbc.evaluate import classification_metrics
     from hybridwbc.features.table import featurize_manifest
+    from hybridwbc.report.calibration import reliability_png
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ One command measures, on the same N images and the same backbone (``compact``, a
 
 * ``bare``: the images are decoded and resized into memory first (not timed), then
   ``model.predict(images, batch_size)`` is timed;
-* ``framework``: :func:`hybridwbc.features.cnn.extract_embeddings` from the files on disk, with a
+* ``framework``: :func:`hybridwbc.cnn.embed.extract_embeddings` from the files on disk, with a
   fresh embedding cache (hashing, parallel read + decode, Keras, cache writes all timed);
 * ``cached``: the same call again, now served from the cache (no Keras).
 
@@ -55,7 +55,9 @@ def main(argv=None) -> dict:
 
     import keras
 
-    from hybridwbc.features.cnn import build_backbone, extract_embeddings, image_dataset
+    from hybridwbc.cnn.build import build_backbone
+    from hybridwbc.cnn.embed import extract_embeddings
+    from hybridwbc.cnn.images import image_dataset
 
     paths = _images(Path(args.data), args.n)
     keras.utils.set_random_seed(0)

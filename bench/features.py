@@ -39,6 +39,7 @@ from hybridwbc.data.io import read_image  # noqa: E402
 from hybridwbc.errors import NoCellFoundError  # noqa: E402
 from hybridwbc.features.handcrafted import HandcraftedFeaturizer  # noqa: E402
 from hybridwbc.features.reference import reference_features  # noqa: E402
+from hybridwbc.segment import Segmenter  # noqa: E402
 
 
 def default_root() -> Path:
@@ -51,10 +52,10 @@ def pick(root: Path, n: int) -> list[Path]:
     classes = sorted(p for p in root.iterdir() if p.is_dir())
     lists = [sorted(c.glob("*.jpg")) for c in classes]
     out, i = [], 0
-    while len(out) < n and any(i < len(l) for l in lists):
-        for l in lists:
-            if i < len(l) and len(out) < n:
-                out.append(l[i * 7 % len(l)])
+    while len(out) < n and any(i < len(lst) for lst in lists):
+        for lst in lists:
+            if i < len(lst) and len(out) < n:
+                out.append(lst[i * 7 % len(lst)])
         i += 1
     return out
 
@@ -76,7 +77,7 @@ def main(argv=None) -> dict:
     files = pick(args.root, args.n)
     if not files:
         raise SystemExit(f"No PBC images under {args.root}; pass --root.")
-    feat = HandcraftedFeaturizer(mode="crop")
+    feat = HandcraftedFeaturizer(segmenter=Segmenter(mode="crop"))
     names = feat.feature_names()
     feat.featurize(read_image(files[0]))  # warm-up (OpenCV tables)
 

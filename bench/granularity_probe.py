@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from hybridwbc.data.io import read_image  # noqa: E402
 from hybridwbc.errors import NoCellFoundError  # noqa: E402
 from hybridwbc.features.handcrafted import HandcraftedFeaturizer  # noqa: E402
+from hybridwbc.segment import Segmenter  # noqa: E402
 
 
 def default_root() -> Path:
@@ -86,7 +87,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--gran-channels", default="gray,g")
     args = ap.parse_args(argv)
     feat = HandcraftedFeaturizer(
-        families=("granularity", "colour"), mode="crop", gran_length=args.gran_length,
+        families=("granularity", "colour"), segmenter=Segmenter(mode="crop"), gran_length=args.gran_length,
         gran_element=args.gran_element, gran_subsample=args.gran_subsample,
         gran_channels=tuple(args.gran_channels.split(",")))
     names = feat.feature_names()

@@ -50,13 +50,14 @@ def child(mode: str, n: int, data: str, width: int) -> None:
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hybridwbc-mem-") as tmp:
         if mode == "train":
-            from hybridwbc.models.cnn import CNNClassifier
+            from hybridwbc.cnn.estimators import CNNClassifier
 
             CNNClassifier(input_size=96, backbone_params={"depth": 4, "width": width}, epochs=1, batch_size=32,
                           validation_fraction=0.1, verbose=0).fit(np.asarray(paths, dtype=object).reshape(-1, 1),
                                                                    np.asarray(labels, dtype=object))
         else:
-            from hybridwbc.features.cnn import build_backbone, extract_embeddings
+            from hybridwbc.cnn.build import build_backbone
+            from hybridwbc.cnn.embed import extract_embeddings
 
             model = build_backbone("compact", 96, params={"depth": 4, "width": width})
             res = extract_embeddings(model, paths, 96, cache_dir=tmp, batch_size=64)

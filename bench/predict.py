@@ -73,7 +73,8 @@ def _train(tmp: Path, per_class: int) -> Path:
 
 def _images(root: Path, n: int) -> list[str]:
     classes = sorted(p for p in root.iterdir() if p.is_dir())
-    per = [sorted(str(f) for f in c.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp")) for c in classes]
+    suffixes = (".jpg", ".jpeg", ".png", ".bmp")
+    per = [sorted(str(f) for f in c.iterdir() if f.suffix.lower() in suffixes) for c in classes]
     out, k = [], 0
     while len(out) < n and any(per):
         for files in per:
@@ -106,16 +107,16 @@ def _rest(pyfunc_dir: Path, paths: list[str], clients: int, seconds: float, work
                 with urllib.request.urlopen(url + "/ping", timeout=2) as r:
                     if r.status == 200:
                         break
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not ready after 120 s: {log.read_text()[-2000:]}")
+                    raise RuntimeError(f"server not ready after 120 s: {log.read_text()[-2000:]}") from exc
                 time.sleep(0.5)
         bodies = [json.dumps({"dataframe_split": {"columns": ["path", "image"], "data": [
             [Path(p).name, base64.b64encode(Path(p).read_bytes()).decode("ascii")]]}}).encode() for p in paths]
         # warm every worker
         for b in bodies[: 2 * workers]:
-            urllib.request.urlopen(urllib.request.Request(url + "/invocations", data=b,
-                                                          headers={"Content-Type": "application/json"}), timeout=60).read()
+            req = urllib.request.Request(url + "/invocations", data=b, headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=60).read()
         counts = {"ok": 0, "errors": 0}
         lock = threading.Lock()
         stop_at = time.monotonic() + seconds
@@ -171,8 +172,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-per-class", type=int, default=60)
     args = ap.parse_args(argv)
 
-    from hybridwbc.pipeline import WBCPipeline
-    from hybridwbc.serving import PIPELINE_ARTIFACT, is_pyfunc_dir, save_pyfunc, verify_pyfunc_dir
+    from hybridwbc.serve.pipeline import WBCPipeline
+    from hybridwbc.serve.pyfunc import PIPELINE_ARTIFACT, is_pyfunc_dir, save_pyfunc, verify_pyfunc_dir
 
     root = Path(args.root)
     if not root.is_dir():
@@ -223,7 +224,8 @@ def main(argv=None) -> int:
     result = {"latency_median_ms": round(float(np.median(lat_ms)), 2),
               "latency_p95_ms": round(float(np.percentile(lat_ms, 95)), 2),
               "batch_img_per_s": round(len(paths) / batch_s, 2),
-              "batch_img_per_s_jobs1": round(len(paths) / batch1_s, 2), "rest_img_per_s": round(rest["rest_img_per_s"], 2),
+              "batch_img_per_s_jobs1": round(len(paths) / batch1_s, 2),
+              "rest_img_per_s": round(rest["rest_img_per_s"], 2),
               "rest_errors": int(rest["rest_errors"]), "rest_requests": int(rest["rest_requests"]),
               "batch_error_rows": n_err, "n": len(paths), "n_single": len(lat_ms), "jobs": args.jobs,
               "clients": args.clients, "seconds": args.seconds, "workers": args.workers,

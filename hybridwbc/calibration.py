@@ -33,22 +33,21 @@ with columns in ``classes`` order):
 * :func:`risk_coverage`: for every confidence threshold, the share of cells
   kept (coverage) and the accuracy on them, the curve a lab reads to choose
   ``min_confidence`` (cells below it go to a human);
-* :func:`reliability_png` and :func:`risk_coverage_png`: the figures.
+* the figures, :func:`~hybridwbc.report.calibration.reliability_png` and
+  :func:`~hybridwbc.report.calibration.risk_coverage_png`, are in :mod:`hybridwbc.report.calibration`.
 """
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from hybridwbc.errors import ConfigError
+from hybridwbc.models.parts import WBCEstimator, takes_groups, trained_cnn
 
 __all__ = [
     "CalibratedModel",
@@ -58,15 +57,51 @@ __all__ = [
     "brier_score",
     "calibration_metrics",
     "reliability_table",
-    "reliability_png",
     "risk_coverage",
-    "risk_coverage_png",
 ]
 
 #: Calibration methods :class:`CalibratedModel` accepts.
 METHODS = ("sigmoid", "isotonic", "temperature")
 
 _EPS = 1e-12
+
+
+def _n_rows(X) -> int:
+    if hasattr(X, "shape"):
+        return X.shape[0]
+    return len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
+
+
+def _rows(X, idx: np.ndarray):
+    """Rows ``idx`` of ``X`` (an array, a sparse matrix, a DataFrame or a list), untouched otherwise."""
+    if hasattr(X, "iloc"):
+        return X.iloc[idx]
+    if hasattr(X, "shape"):
+        return X[idx]
+    return [X[i] for i in idx]
+
+
+def _check_targets(X, y) -> tuple:
+    """``(X, y)``: ``X`` indexable by rows, ``y`` a 1-D array of at least two classes, one entry per row of ``X``."""
+    from sklearn.utils import assert_all_finite, indexable
+    from sklearn.utils.multiclass import check_classification_targets
+
+    y = column_or_1d(y, warn=True)
+    if y.dtype.kind in "fc":
+        assert_all_finite(y, input_name="y")
+    check_classification_targets(y)
+    n = len(y)
+    if n == 0:
+        raise ValueError("CalibratedModel received 0 samples; at least one per class is required.")
+    if _n_rows(X) != n:
+        raise ValueError(f"X has {_n_rows(X)} samples but y has {n}.")
+    X, y = indexable(X, y)
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(
+            f"CalibratedModel needs at least 2 classes in y; received 1 class ({classes[0]!r})."
+        )
+    return X, y
 
 
 def calibration_split(y, groups=None, size: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +259,7 @@ def _apply_ovr(calibrators: list, scores: np.ndarray, n_classes: int) -> np.ndar
     return p
 
 
-class CalibratedModel(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class CalibratedModel(WBCEstimator, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Fit a classifier on part of the training data and calibrate it on the rest.
 
     Parameters
@@ -295,54 +330,22 @@ class CalibratedModel(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ValueError
             If ``y`` holds fewer than two classes, or no calibration split can be carved.
         """
-        from sklearn.linear_model import LogisticRegression
-
         if self.method not in METHODS:
             raise ConfigError(f"CalibratedModel.method must be one of {list(METHODS)}; received {self.method!r}.")
         if not 0.0 < float(self.calibration_size) <= 0.5:
             raise ConfigError(
                 f"CalibratedModel.calibration_size must be in (0, 0.5]; received {self.calibration_size!r}."
             )
-        from sklearn.utils.multiclass import check_classification_targets
-
-        from sklearn.utils import assert_all_finite
-        from sklearn.utils.validation import _num_samples, indexable
-
-        y = column_or_1d(y, warn=True)
-        if y.dtype.kind in "fc":
-            assert_all_finite(y, input_name="y")
-        check_classification_targets(y)
-        n = len(y)
-        if n == 0:
-            raise ValueError("CalibratedModel received 0 samples; at least one per class is required.")
-        if _num_samples(X) != n:
-            raise ValueError(f"X has {_num_samples(X)} samples but y has {n}.")
-        X, y = indexable(X, y)
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise ValueError(
-                f"CalibratedModel needs at least 2 classes in y; received 1 class ({classes[0]!r})."
-            )
+        X, y = _check_targets(X, y)
         fit_idx, cal_idx = calibration_split(y, groups, self.calibration_size, self.random_state)
         if len(cal_idx) == 0:
             raise ValueError(
-                f"Cannot carve a calibration split from {n} samples: every class has a single sample "
+                f"Cannot carve a calibration split from {len(y)} samples: every class has a single sample "
                 "(or group). Provide more training data."
             )
-        base = clone(self.estimator) if self.estimator is not None else LogisticRegression()
-        X_fit, y_fit = _safe_indexing(X, fit_idx), y[fit_idx]
-        from sklearn.model_selection._search import BaseSearchCV
-
-        if isinstance(base, BaseSearchCV) or "groups" in inspect.signature(base.fit).parameters:
-            # an inner search gets the subjects; with none, each row is its own group
-            base.fit(X_fit, y_fit, groups=np.asarray(groups)[fit_idx] if groups is not None else fit_idx)
-        else:
-            base.fit(X_fit, y_fit)
-        self.estimator_ = base
-        self.classes_ = np.asarray(base.classes_)
-        if hasattr(base, "n_features_in_"):
-            self.n_features_in_ = base.n_features_in_
-        X_cal, y_cal = _safe_indexing(X, cal_idx), y[cal_idx]
+        base = self._fit_base(_rows(X, fit_idx), y[fit_idx], None if groups is None else np.asarray(groups)[fit_idx],
+                              fit_idx)
+        X_cal, y_cal = _rows(X, cal_idx), y[cal_idx]
         self.temperature_ = 1.0
         self.calibrator_ = None
         if self.method == "temperature":
@@ -354,6 +357,30 @@ class CalibratedModel(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                         len(self.classes_), self.method)
         self.fit_indices_, self.calibration_indices_ = fit_idx, cal_idx
         return self
+
+    def _fit_base(self, X_fit, y_fit, groups_fit, fit_idx):
+        """Fit a clone of the estimator on the fitting part; sets ``estimator_``, ``classes_``, ``n_features_in_``."""
+        from sklearn.linear_model import LogisticRegression
+
+        base = clone(self.estimator) if self.estimator is not None else LogisticRegression()
+        if takes_groups(base):
+            # an inner search gets the subjects; with none, each row is its own group
+            base.fit(X_fit, y_fit, groups=groups_fit if groups_fit is not None else fit_idx)
+        else:
+            base.fit(X_fit, y_fit)
+        self.estimator_ = base
+        self.classes_ = np.asarray(base.classes_)
+        if hasattr(base, "n_features_in_"):
+            self.n_features_in_ = base.n_features_in_
+        return base
+
+    def parts(self) -> list:
+        """The wrapped estimator."""
+        return [self.estimator] if self.estimator is not None else []
+
+    def trained_cnn(self):
+        """The fitted CNN inside the fitted inner estimator, or ``None``."""
+        return trained_cnn(getattr(self, "estimator_", None))
 
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
@@ -483,80 +510,3 @@ def risk_coverage(y_true, proba, classes: Sequence[str]) -> pd.DataFrame:
     n = max(len(conf), 1)
     return pd.DataFrame({"threshold": thresholds, "coverage": n_kept / n, "accuracy": acc,
                          "n_kept": n_kept.astype(np.int64)})
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def reliability_png(y_true, proba, classes: Sequence[str], path, n_bins: int = 15, title: str = "") -> Path:
-    """Reliability diagram: accuracy vs mean confidence per bin, with the bin counts below.
-
-    Returns
-    -------
-    pathlib.Path of the written PNG.
-    """
-    plt = _plt()
-    t = reliability_table(y_true, proba, classes, n_bins)
-    ece = expected_calibration_error(y_true, proba, classes, n_bins)
-    width = 1.0 / int(n_bins)
-    fig, (ax, axc) = plt.subplots(2, 1, figsize=(4.2, 5.0), dpi=110, sharex=True,
-                                  gridspec_kw={"height_ratios": [3, 1]})
-    ax.bar(t["bin_low"], t["accuracy"].fillna(0.0), width=width, align="edge", edgecolor="black",
-           color="#4c72b0", label="accuracy")
-    lo = np.fmin(t["accuracy"], t["confidence"]).fillna(0.0)
-    gap = (t["accuracy"] - t["confidence"]).abs().fillna(0.0)
-    ax.bar(t["bin_low"], gap, bottom=lo, width=width, align="edge", facecolor="none", edgecolor="#c44e52",
-           hatch="//", lw=0.8, label="|accuracy - mean confidence|")
-    ax.plot(t["bin_low"] + width / 2, t["confidence"], "o", ms=3, c="#c44e52", label="mean confidence")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.set_title((title + "\n" if title else "") + f"ECE = {ece:.3f} ({int(n_bins)} bins)", fontsize=9)
-    ax.legend(loc="upper left", fontsize=8)
-    axc.bar(t["bin_low"], t["count"], width=width, align="edge", color="grey", edgecolor="black")
-    axc.set_xlim(0, 1)
-    axc.set_xlabel("confidence (top-label probability)")
-    axc.set_ylabel("cells")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def risk_coverage_png(y_true, proba, classes: Sequence[str], path, title: str = "") -> Path:
-    """Accuracy of the kept cells vs coverage, as the confidence threshold rises.
-
-    Returns
-    -------
-    pathlib.Path of the written PNG.
-    """
-    plt = _plt()
-    rc = risk_coverage(y_true, proba, classes)
-    rc = rc[rc["n_kept"] > 0]
-    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=110)
-    ax.step(rc["coverage"], rc["accuracy"], where="post", lw=2)
-    ax.set_xlim(0, 1.02)
-    ax.set_xlabel("coverage (share of cells not sent to a human)")
-    ax.set_ylabel("accuracy on the kept cells")
-    for t in (0.5, 0.8, 0.9):
-        kept = rc[rc["threshold"] >= t]
-        if len(kept):
-            r = kept.iloc[0]
-            ax.plot(r["coverage"], r["accuracy"], "o", ms=4, label=f"min_confidence={t}: coverage "
-                    f"{r['coverage']:.2f}, accuracy {r['accuracy']:.3f}")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower left", fontsize=7)
-    ax.set_title(title or "risk-coverage", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path

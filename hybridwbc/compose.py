@@ -1,102 +1,11 @@
-"""Compose a saved cascade with a saved ALL/HEM head into one model.
+"""Entry point ``python -m hybridwbc.compose``: attach a saved ALL/HEM head to a saved cascade.
 
-    python -m hybridwbc.compose cascade=<model dir> head=<model dir> output=<model dir>
-
-The white-cell cascade learns from PBC (``+experiment=wbc5 classifier=cascade``)
-and the ALL/HEM head from C-NMC (``+experiment=all_hem``); each run saves its
-``model/`` folder. This writes a third model folder whose cascade sends the
-cells it calls ``lymphocyte`` to the head, which says ``lymphocyte:all``
-(leukaemic blast) or ``lymphocyte:hem`` (normal); the other classes are
-unchanged, and every row of probabilities still sums to one. Nothing is
-refitted. The head keeps its own featurizer and reads the image file, so the
-cascade must take image paths (``classifier=cascade``, not
-``cascade_handcrafted``). The composed model records both source folders and
-the hash of the head's ``model.json``; it refuses to run if the head changes.
-Use it like any model: ``python -m hybridwbc.predict model=<output> input=...``.
+A thin shim: the implementation is :mod:`hybridwbc.serve.compose` (see its docstring for the arguments).
 """
 
-from __future__ import annotations
+from hybridwbc.serve.compose import main
 
-import sys
-from pathlib import Path
-
-from hybridwbc.errors import ConfigError, HybridWBCError
-
-__all__ = ["compose_head", "main"]
-
-USAGE = "usage: python -m hybridwbc.compose cascade=<model dir> head=<model dir> output=<model dir>"
-_KEYS = {"cascade", "head", "output"}
-
-
-def compose_head(cascade_dir, head_dir, output_dir) -> Path:
-    """Write the model of ``cascade_dir`` with the head of ``head_dir`` attached to ``output_dir``.
-
-    Parameters
-    ----------
-    cascade_dir, head_dir, output_dir : str or os.PathLike
-        ``model/`` folders of hybridwbc runs; ``output_dir`` is created.
-
-    Returns
-    -------
-    pathlib.Path
-        ``output_dir``.
-
-    Raises
-    ------
-    ModelLoadError
-        If either folder is not a saved model or fails its hash check.
-    ConfigError
-        If the first model is not a cascade, does not take image paths, or has
-        no ``lymphocyte`` class for the head.
-    """
-    from hybridwbc.models.cascade import CascadeClassifier
-    from hybridwbc.models.prefit import load_saved_classifier
-    from hybridwbc.pipeline import WBCPipeline
-
-    base = WBCPipeline.load(cascade_dir)
-    if not isinstance(base.estimator, CascadeClassifier):
-        raise ConfigError(
-            f"{str(cascade_dir)!r} holds a {type(base.estimator).__name__}, not a CascadeClassifier. Fix: pass the "
-            "model/ folder of a cascade run (python -m hybridwbc.run +experiment=wbc5 classifier=cascade)."
-        )
-    if base.input_kind not in ("paths", "paths_features"):
-        raise ConfigError(
-            f"The cascade in {str(cascade_dir)!r} takes {base.input_kind!r}, not image paths, so the head cannot "
-            "read the images. Fix: train it with classifier=cascade (input paths_features)."
-        )
-    head = load_saved_classifier(Path(head_dir).resolve())
-    estimator = base.estimator.attach_head(head, head_columns=["path"] if base.input_kind == "paths_features"
-                                           else [0])
-    info = dict(base.info)
-    info["composed"] = {"cascade": str(Path(cascade_dir).resolve()), "head": str(Path(head_dir).resolve()),
-                        "head_run_id": head.pipeline_.info.get("run_id"),
-                        "head_experiment": head.pipeline_.info.get("experiment"),
-                        "head_model_json_sha256": head.model_sha256_}
-    return WBCPipeline(base.featurizer, estimator, info=info, input_kind=base.input_kind).save(output_dir)
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        args = {}
-        for a in argv:
-            if a in ("-h", "--help"):
-                print(__doc__)
-                return 0
-            k, sep, v = a.partition("=")
-            if not sep or k not in _KEYS:
-                raise ConfigError(f"Unknown argument {a!r}. Expected cascade=, head= and output=. {USAGE}")
-            args[k] = v
-        missing = sorted(_KEYS - set(args))
-        if missing:
-            raise ConfigError(f"Missing {', '.join(m + '=' for m in missing)}. {USAGE}")
-        out = compose_head(args["cascade"], args["head"], args["output"])
-    except HybridWBCError as exc:
-        print(f"hybridwbc: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"hybridwbc: wrote {out} (cascade {args['cascade']} + head {args['head']})")
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

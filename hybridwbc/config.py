@@ -2,8 +2,8 @@
 
 The schemas are registered in Hydra's ConfigStore as ``config_schema`` and
 named first in ``conf/config.yaml``'s defaults list, so composition rejects a
-misspelled key or a wrong type in any node we own (``data``, ``features``,
-``classifier``, ``eval``, ``tracking``, ``paths``) with Hydra's message.
+misspelled key or a wrong type in any node we own (``data``, ``segment``,
+``features``, ``classifier``, ``eval``, ``tracking``, ``paths``) with Hydra's message.
 Enumerated choices are :class:`enum.Enum` fields, so an unknown value fails at
 composition too. Third-party ``_target_`` nodes (scikit-learn estimators)
 are typed ``Any`` and instantiated here, in one place, with ``_convert_="all"``.
@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
+
+from omegaconf import MISSING
 
 __all__ = [
-    "Layout", "Protocol", "InputKind", "SyntheticConfig", "DataConfig", "FeaturesConfig", "SearchConfig",
+    "Layout", "Protocol", "InputKind", "SegmentMode", "SyntheticConfig", "DataConfig", "SegmentConfig",
+    "FeaturesConfig", "SearchConfig",
     "ClassifierConfig", "EvalConfig", "TrackingConfig", "PathsConfig", "Config",
-    "register_schemas", "build_featurizer", "build_estimator",
+    "register_schemas", "build_featurizer", "build_estimator", "enum_value", "config_hash", "compose_experiment",
 ]
 
 
@@ -59,6 +62,15 @@ class Background(Enum):
     black = "black"
 
 
+class SegmentMode(Enum):
+    """Segmentation modes (:data:`hybridwbc.segment.MODES`)."""
+
+    auto = "auto"
+    crop = "crop"
+    cutout = "cutout"
+    field = "field"
+
+
 @dataclass
 class SyntheticConfig:
     """The synthetic stand-in used when no real data is found (or ``layout: synthetic``)."""
@@ -81,6 +93,22 @@ class DataConfig:
     relabel: Optional[dict[str, str]] = None
     min_classes: int = 2
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class SegmentConfig:
+    """The ``segment`` group: a :class:`hybridwbc.segment.Segmenter`, referenced by the featurizers as
+    ``segmenter: ${segment}``. The values live in ``conf/segment/default.yaml`` (and the Python defaults
+    in ``Segmenter``); the schema only fixes names and types."""
+
+    _target_: str = "hybridwbc.segment.Segmenter"
+    mode: SegmentMode = MISSING
+    n_clusters: int = MISSING
+    sample: int = MISSING
+    min_contrast: float = MISSING
+    min_nucleus_frac: float = MISSING
+    max_cell_ratio: float = MISSING
+    work_side: int = MISSING
 
 
 @dataclass
@@ -148,6 +176,7 @@ class Config:
     seed: int = 0
     progress: bool = True
     data: DataConfig = field(default_factory=DataConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     methods: Optional[dict[str, ClassifierConfig]] = None
@@ -155,6 +184,11 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def enum_value(x):
+    """The value of a config enum member (``InputKind.paths`` -> ``"paths"``); anything else unchanged."""
+    return getattr(x, "value", x)
 
 
 def config_hash(cfg) -> str:
@@ -190,7 +224,21 @@ def register_schemas() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
-def _instantiate(node, what: str):
+def _selects_by_name(node) -> bool:
+    """Whether ``node``'s ``_target_`` is a class that takes ``feature_names`` (:class:`SelectsByName`)."""
+    from hydra.utils import get_object
+
+    from hybridwbc.models.parts import SelectsByName
+
+    target = node.get("_target_") if hasattr(node, "get") else None
+    try:
+        obj = get_object(str(target)) if target else None
+    except Exception:  # noqa: BLE001 - a bad target is reported by instantiate, with Hydra's message
+        return False
+    return isinstance(obj, type) and issubclass(obj, SelectsByName)
+
+
+def _instantiate(node, what: str, feature_names: Sequence[str] | None = None):
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -198,8 +246,9 @@ def _instantiate(node, what: str):
 
     if node is None:
         raise ConfigError(f"{what} is not set. Expected a node with a _target_; choose one in conf/.")
+    extra = {"feature_names": list(feature_names)} if feature_names is not None and _selects_by_name(node) else {}
     try:
-        return instantiate(node, _convert_="all")
+        return instantiate(node, _convert_="all", **extra)
     except InstantiationException as exc:
         raise ConfigError(f"Cannot build {what} from the config: {exc}") from exc
 
@@ -219,49 +268,73 @@ def build_featurizer(features_cfg):
     return obj
 
 
-def build_estimator(classifier_cfg, seed: int = 0):
+def build_estimator(classifier_cfg, seed: int = 0, feature_names: Sequence[str] | None = None):
     """Instantiate ``classifier.estimator``, wrapped in a grid search when ``classifier.search`` is set.
 
-    The search's inner cross-validation is stratified and grouped; it is only
-    ever fitted on a training split (see :func:`hybridwbc.evaluate.fit_estimator`).
+    Parameters
+    ----------
+    classifier_cfg : DictConfig
+        A ``classifier`` (or ``methods.<name>``) node.
+    seed : int
+        Seed of the search's inner splits.
+    feature_names : sequence of str, optional
+        Names of the design matrix's columns (:func:`hybridwbc.features.table.design_names`): passed
+        to the column selector of ``classifier.columns``, or else to an estimator that selects
+        columns by name (:class:`hybridwbc.models.parts.SelectsByName`, e.g. the cascade).
+
+    The estimator's :meth:`~hybridwbc.models.parts.WBCEstimator.validate` runs here, before any
+    training. The search's inner cross-validation is stratified and grouped; it is only ever
+    fitted on a training split (see :func:`hybridwbc.evaluate.fit_estimator`).
+
+    Raises
+    ------
+    ConfigError
+        A bad node, invalid settings, not a classifier, or a search grid naming unknown parameters.
     """
     from sklearn.base import is_classifier
-    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 
     from hybridwbc.errors import ConfigError
+    from hybridwbc.models.parts import validate
 
-    est = _instantiate(classifier_cfg.estimator, "classifier.estimator")
-    for part in (est, getattr(est, "cnn", None), getattr(est, "embedder", None), getattr(est, "stage2", None),
-                 getattr(getattr(est, "stage2", None), "cnn", None)):
-        if hasattr(part, "validate"):
-            part.validate()  # e.g. an unknown backbone or a too-small input size, before any training
+    columns = classifier_cfg.get("columns") if hasattr(classifier_cfg, "get") else None
+    est = _instantiate(classifier_cfg.estimator, "classifier.estimator", None if columns else feature_names)
+    validate(est)  # e.g. an unknown backbone or a too-small input size, before any training
     if not is_classifier(est):
         raise ConfigError(
             f"classifier.estimator must be a scikit-learn classifier; received {type(est).__name__}."
         )
     search = classifier_cfg.get("search") if hasattr(classifier_cfg, "get") else classifier_cfg.search
-    columns = classifier_cfg.get("columns") if hasattr(classifier_cfg, "get") else None
     prefix = ""
     if columns:
         from sklearn.pipeline import Pipeline
 
         from hybridwbc.models.columns import ColumnPrefixSelector
 
-        est = Pipeline([("select", ColumnPrefixSelector(prefixes=[str(c) for c in columns])), ("model", est)])
+        selector = ColumnPrefixSelector(prefixes=[str(c) for c in columns],
+                                        feature_names=None if feature_names is None else list(feature_names))
+        est = Pipeline([("select", selector), ("model", est)])
         prefix = "model__"
     if search and search.get("param_grid"):
-        from omegaconf import OmegaConf
-
-        grid = OmegaConf.to_container(search.param_grid, resolve=True) \
-            if not isinstance(search.param_grid, dict) else search.param_grid
-        grid = {prefix + k: v for k, v in grid.items()}
-        params = est.get_params(deep=True)
-        bad = [k for k in grid if k not in params]
-        if bad:
-            raise ConfigError(
-                f"classifier.search.param_grid names {bad}, which {type(est).__name__} has no parameter for. "
-                f"Expected keys among {sorted(est.get_params())[:12]}..."
-            )
-        est = GridSearchCV(est, grid, scoring=search.scoring, refit=True, n_jobs=1,
-                           cv=StratifiedGroupKFold(n_splits=int(search.cv), shuffle=True, random_state=seed))
+        est = _grid_search(est, search, prefix, seed)
     return est
+
+
+def _grid_search(est, search, prefix: str, seed: int):
+    """``est`` in a grouped, stratified :class:`~sklearn.model_selection.GridSearchCV` over ``search.param_grid``."""
+    from omegaconf import OmegaConf
+    from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+
+    from hybridwbc.errors import ConfigError
+
+    grid = OmegaConf.to_container(search.param_grid, resolve=True) \
+        if not isinstance(search.param_grid, dict) else search.param_grid
+    grid = {prefix + k: v for k, v in grid.items()}
+    params = est.get_params(deep=True)
+    bad = [k for k in grid if k not in params]
+    if bad:
+        raise ConfigError(
+            f"classifier.search.param_grid names {bad}, which {type(est).__name__} has no parameter for. "
+            f"Expected keys among {sorted(est.get_params())[:12]}..."
+        )
+    return GridSearchCV(est, grid, scoring=search.scoring, refit=True, n_jobs=1,
+                        cv=StratifiedGroupKFold(n_splits=int(search.cv), shuffle=True, random_state=seed))

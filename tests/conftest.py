@@ -1,4 +1,10 @@
-"""Shared fixtures: config composition, synthetic images and data sets, real-data skipping."""
+"""Shared fixtures: config composition, synthetic images and data sets, project paths, real-data skipping.
+
+Tests live in one folder per wing of the package (``tests/<wing>/``) and are collected with
+``--import-mode=importlib``, so same-named files in different folders do not clash; nothing
+imports this module: its fixtures are requested by name. A test marked ``each_experiment`` is
+run once per experiment config, with the experiment's name as its ``name`` argument.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 REAL_DATA = Path(os.environ.get("HYBRIDWBC_DATA", ROOT.parent / "shared" / "data"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("each_experiment"):
+        metafunc.parametrize("name", EXPERIMENTS)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -61,12 +72,42 @@ def cell_image(rng):
     return draw_cell(rng, PROFILES["lymphocyte"], size=96).image
 
 
-def save_png(path: Path, array: np.ndarray) -> Path:
+def _save_png(path: Path, array: np.ndarray) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def save_png():
+    """``save_png(path, array) -> path``: write an RGB ``uint8`` array as a PNG (parent folders created)."""
+    return _save_png
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    """The project's root folder (holding ``conf/`` and ``hybridwbc/``)."""
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def conf_dir() -> Path:
+    """The Hydra config folder ``conf/``."""
+    return CONF
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real development data (``HYBRIDWBC_DATA``, else ``../shared/data``); ``realdata`` tests skip without it."""
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def experiments() -> list:
+    """Names of the experiment configs (``conf/experiment/*.yaml``)."""
+    return list(EXPERIMENTS)
 
 
 @pytest.fixture
@@ -78,5 +119,5 @@ def folder_dataset(tmp_path):
     rng = np.random.default_rng(1)
     for label in ("lymphocyte", "eosinophil"):
         for i in range(12):
-            save_png(root / label / f"{label}_{i:02d}.png", draw_cell(rng, PROFILES[label], size=64).image)
+            _save_png(root / label / f"{label}_{i:02d}.png", draw_cell(rng, PROFILES[label], size=64).image)
     return root

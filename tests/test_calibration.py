@@ -10,10 +10,17 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.svm import SVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from hybridwbc.calibration import (CalibratedModel, brier_score, calibration_metrics, calibration_split,
-                                   expected_calibration_error, reliability_png, reliability_table, risk_coverage,
-                                   risk_coverage_png)
+from hybridwbc.calibration import (
+    CalibratedModel,
+    brier_score,
+    calibration_metrics,
+    calibration_split,
+    expected_calibration_error,
+    reliability_table,
+    risk_coverage,
+)
 from hybridwbc.errors import ConfigError
+from hybridwbc.report.calibration import reliability_png, risk_coverage_png
 
 
 @parametrize_with_checks([CalibratedModel(LogisticRegression(), method=m) for m in ("sigmoid", "isotonic",

@@ -6,20 +6,19 @@ import yaml
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from conftest import CONF, EXPERIMENTS, ROOT
 from hybridwbc.config import build_estimator, build_featurizer
 from hybridwbc.errors import ConfigError
 
 
-def test_experiment_not_in_root_defaults():
-    defaults = yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
+def test_experiment_not_in_root_defaults(conf_dir):
+    defaults = yaml.safe_load((conf_dir / "config.yaml").read_text())["defaults"]
     assert not any(isinstance(d, dict) and "experiment" in d for d in defaults)
     assert "experiment" not in str(defaults)
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_composes_and_builds(compose, name):
-    first = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()[0]
+@pytest.mark.each_experiment
+def test_every_experiment_composes_and_builds(conf_dir, compose, name):
+    first = (conf_dir / "experiment" / f"{name}.yaml").read_text().splitlines()[0]
     assert first == "# @package _global_"
     cfg, choices = compose(f"+experiment={name}")
     assert choices["experiment"] == name
@@ -27,11 +26,11 @@ def test_every_experiment_composes_and_builds(compose, name):
     build_estimator(cfg.classifier, cfg.seed)
 
 
-def test_required_experiments_exist():
-    assert {"all_hem", "wbc5", "pbc8", "all_pbs"} <= set(EXPERIMENTS)
+def test_required_experiments_exist(experiments):
+    assert {"all_hem", "wbc5", "pbc8", "all_pbs"} <= set(experiments)
 
 
-def test_misspelled_key_fails_at_composition(compose, tmp_path):
+def test_misspelled_key_fails_at_composition(conf_dir, compose, tmp_path):
     with pytest.raises((ConfigKeyError, ConfigCompositionException), match="n_split"):
         compose("+experiment=all_hem", "eval.n_split=3")
     # a typo inside an experiment file fails too, because our nodes have schemas
@@ -41,7 +40,7 @@ def test_misspelled_key_fails_at_composition(compose, tmp_path):
     from hydra import initialize_config_dir
 
     conf = tmp_path / "conf"
-    shutil.copytree(CONF, conf)
+    shutil.copytree(conf_dir, conf)
     (conf / "experiment" / "typo.yaml").write_text("# @package _global_\neval:\n  n_split: 3\n")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         with pytest.raises(ConfigCompositionException, match="typo"):
@@ -93,11 +92,22 @@ def test_bad_search_grid_and_bad_targets(compose):
         build_featurizer(cfg.features)
 
 
-def test_help_is_fast_and_imports_nothing_heavy():
+def test_estimators_are_built_with_the_design_matrix_names(compose):
+    names = ["path", "granularity__a", "colour__b", "geometry__c"]
+    cfg, _ = compose("+experiment=wbc5", "classifier=cascade")
+    assert build_estimator(cfg.classifier, cfg.seed, feature_names=names).feature_names == names
+    cfg, _ = compose("+experiment=granularity_eo_baso")
+    est = build_estimator(cfg.methods.granularity, cfg.seed, feature_names=names[1:])
+    assert est.named_steps["select"].feature_names == names[1:]
+    cfg, _ = compose("classifier=random_forest")
+    assert "feature_names" not in build_estimator(cfg.classifier, feature_names=names).get_params()
+
+
+def test_help_is_fast_and_imports_nothing_heavy(project_root):
     code = ("import sys, hybridwbc.run, hybridwbc.predict, hybridwbc.config;"
             "heavy=[m for m in ('tensorflow','mlflow','keras','sklearn','matplotlib') if m in sys.modules];"
             "print(heavy); assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=project_root)
     out = subprocess.run([sys.executable, "-m", "hybridwbc.run", "--help"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)
+                         cwd=project_root, timeout=120)
     assert out.returncode == 0 and "experiment" in out.stdout

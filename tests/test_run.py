@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import EXPERIMENTS, ROOT, save_png
 from hybridwbc.errors import DataLayoutError
 from hybridwbc.run import run_experiment
 
-SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=50", "features.n_jobs=1", "backbone=tiny",
-         "eval.n_splits=3"]
+SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=50", "features.n_jobs=1",
+         "backbone=tiny", "eval.n_splits=3"]
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +26,7 @@ def _mlflow_run(tmp_path, run_id):
     return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id)
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.each_experiment
 def test_experiment_smoke_runs_on_synthetic_fallback(compose, tmp_path, name):
     cfg, choices = compose(f"+experiment={name}", *SMALL)
     out = run_experiment(cfg, tmp_path / "run", name, choices)
@@ -86,7 +85,7 @@ def test_same_seed_same_results(compose, tmp_path):
     pd.testing.assert_frame_equal(pa, pb)
 
 
-def test_bad_files_are_skipped_counted_and_listed(compose, tmp_path, folder_dataset):
+def test_bad_files_are_skipped_counted_and_listed(save_png, compose, tmp_path, folder_dataset):
     (folder_dataset / "lymphocyte" / "zero.jpg").write_bytes(b"")
     (folder_dataset / "eosinophil" / "text.png").write_text("hello")
     save_png(folder_dataset / "eosinophil" / "blank.png", np.full((64, 64, 3), 230, np.uint8))
@@ -111,7 +110,7 @@ def test_failed_run_is_marked_failed_in_mlflow(compose, tmp_path):
     assert "does not exist" in run.data.tags["error"]
 
 
-def test_single_class_left_after_skipping_stops(compose, tmp_path):
+def test_single_class_left_after_skipping_stops(save_png, compose, tmp_path):
     root = tmp_path / "ds"
     save_png(root / "a" / "1.png", np.full((64, 64, 3), 230, np.uint8))  # blank: no cell
     for i in range(3):
@@ -123,17 +122,17 @@ def test_single_class_left_after_skipping_stops(compose, tmp_path):
         run_experiment(cfg, tmp_path / "run", "x", choices)
 
 
-def test_cli_runs_and_reports_errors_in_one_line(tmp_path):
+def test_cli_runs_and_reports_errors_in_one_line(project_root, tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k != "HYBRIDWBC_DATA"}
     base = [sys.executable, "-m", "hybridwbc.run", f"paths.root={tmp_path}", "progress=false",
             f"hydra.run.dir={tmp_path}/out"]
     ok = subprocess.run(base + ["+experiment=all_hem", "tracking=disabled", *SMALL], capture_output=True,
-                        text=True, cwd=ROOT, env=env, timeout=300)
+                        text=True, cwd=project_root, env=env, timeout=300)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "BUILT-IN SYNTHETIC" in ok.stdout and "balanced_accuracy" in ok.stdout
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n_images"] == 24
     bad = subprocess.run(base + ["data=folders", f"data.root={tmp_path}/nowhere"], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=300)
+                         cwd=project_root, env=env, timeout=300)
     assert bad.returncode == 1
     errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("hybridwbc: error:")]
     assert len(errors) == 1 and "nowhere" in errors[0] and "Fix:" in errors[0]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from hybridwbc.errors import HybridWBCError
+from hybridwbc.cli import run_cli
 
 
 def main(argv=None) -> int:
@@ -17,12 +16,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from hybridwbc.data.check import check_root, format_report
 
-    try:
-        print(format_report(check_root(args.root, read_images=args.read)))
-    except HybridWBCError as exc:
-        print(f"hybridwbc: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(lambda: print(format_report(check_root(args.root, read_images=args.read))))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def check_root(root: str | os.PathLike, read_images: bool = False) -> dict[str, 
             "or one data set folder. Fix: pass the right path."
         )
     subs = {name: layout for name, layout in KNOWN.items() if (root / name).is_dir()}
-    targets = {n: (root / n, l) for n, l in subs.items()} if subs else {root.name: (root, _guess_layout(root))}
+    targets = {n: (root / n, lay) for n, lay in subs.items()} if subs else {root.name: (root, _guess_layout(root))}
     report: dict[str, dict] = {}
     for name, (folder, layout) in targets.items():
         try:

@@ -45,7 +45,7 @@ import pandas as pd
 from hybridwbc.data.io import IMAGE_SUFFIXES
 from hybridwbc.errors import DataLayoutError
 
-__all__ = ["scan", "LAYOUTS", "MANIFEST_COLUMNS", "Scan", "file_sha256", "manifest_hash"]
+__all__ = ["scan", "LAYOUTS", "MANIFEST_COLUMNS", "Scan", "file_sha256", "manifest_hash", "walk_images"]
 
 MANIFEST_COLUMNS = ["path", "label", "subject", "dataset", "sha256", "fine_label", "annotation"]
 
@@ -90,7 +90,7 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _walk_images(folder: Path, rejected: list, check_names: bool = True) -> list[Path]:
+def walk_images(folder: Path, rejected: list, check_names: bool = True) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted), not following symlink loops.
 
     With ``check_names`` (training data), files whose names are not UTF-8, and broken or looping
@@ -155,7 +155,7 @@ def _scan_folders(root: Path, dataset: str, rejected: list, fine: Callable[[Path
     _need_dir(root, "folders", expected)
     rows = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for p in _walk_images(class_dir, rejected):
+        for p in walk_images(class_dir, rejected):
             rows.append(_row(p, class_dir.name, dataset, fine=fine(p) if fine else ""))
     return rows
 
@@ -195,7 +195,7 @@ def _scan_cnmc(root: Path, dataset: str, rejected: list) -> list[dict]:
                     m = _CNMC_RE.match(Path(str(r[cols["patient_id"]])).stem)
                     subject = m.group("subject") if m else str(r[cols["patient_id"]])
                 labelled_by_csv[str(r[cols["new_names"]])] = (label, subject)
-    for p in _walk_images(root, rejected):
+    for p in walk_images(root, rejected):
         m = _CNMC_RE.match(p.stem)
         if m:
             label = m.group("label").lower()
@@ -225,7 +225,7 @@ def _scan_bccd(root: Path, dataset: str, rejected: list) -> list[dict]:
             "Fix: point data.root at the BCCD folder that holds JPEGImages/ and Annotations/."
         )
     rows = []
-    for p in _walk_images(images, rejected):
+    for p in walk_images(images, rejected):
         ann = root / "Annotations" / (p.stem + ".xml")
         rows.append(_row(p, "field", dataset, annotation=str(ann.resolve()) if ann.is_file() else ""))
     return rows

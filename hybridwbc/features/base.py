@@ -10,14 +10,15 @@ vector on disk under the image's content hash plus :meth:`cache_key`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-__all__ = ["ImageFeaturizer"]
+__all__ = ["ImageFeaturizer", "jsonable"]
 
 
 class ImageFeaturizer(TransformerMixin, BaseEstimator):
@@ -86,7 +87,7 @@ class ImageFeaturizer(TransformerMixin, BaseEstimator):
         Two featurizers with equal keys produce identical vectors for the
         same image, so cached vectors can be shared between runs.
         """
-        params = {k: _jsonable(v) for k, v in sorted(self.get_params(deep=False).items())}
+        params = {k: jsonable(v) for k, v in sorted(self.get_params(deep=False).items())}
         blob = json.dumps(
             {"cls": f"{type(self).__module__}.{type(self).__qualname__}", "v": self.version, "params": params},
             sort_keys=True,
@@ -95,13 +96,25 @@ class ImageFeaturizer(TransformerMixin, BaseEstimator):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _jsonable(value):
+def jsonable(value: Any):
+    """A JSON-ready copy of ``value``, for cache keys and model descriptions.
+
+    A featurizer becomes ``{"key": <its cache key>}``; a dataclass (e.g. a
+    :class:`~hybridwbc.segment.Segmenter`) its class name and fields; a mapping
+    a dict with ``str`` keys in sorted order; a list or tuple a list; an ndarray
+    or a NumPy scalar its Python value; anything else JSON cannot hold its ``repr``.
+    """
     if isinstance(value, ImageFeaturizer):
         return {"key": value.cache_key()}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"class": type(value).__qualname__,
+                **{f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)

@@ -9,10 +9,13 @@ plus the number of cells found.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from hybridwbc.features.handcrafted import FAMILIES, HandcraftedFeaturizer
+from hybridwbc.features.handcrafted import HandcraftedFeaturizer, derived_init
 from hybridwbc.segment import VERSION as SEGMENT_VERSION
+from hybridwbc.segment import Segmentation
 
 __all__ = ["FieldFeaturizer"]
 
@@ -22,8 +25,8 @@ class FieldFeaturizer(HandcraftedFeaturizer):
 
     Features: ``mean__<f> = mean_c f(c)``, ``std__<f> = std_c f(c)`` over the
     cells ``c`` of the field, and ``field__n_cells``. Parameters are those of
-    :class:`~hybridwbc.features.handcrafted.HandcraftedFeaturizer` (``mode`` is
-    fixed to ``"field"``) plus ``max_cells``.
+    :class:`~hybridwbc.features.handcrafted.HandcraftedFeaturizer` plus
+    ``max_cells``; the segmenter's mode is replaced by ``"field"``.
 
     Parameters
     ----------
@@ -31,23 +34,18 @@ class FieldFeaturizer(HandcraftedFeaturizer):
         The largest ``max_cells`` cells of a field are described.
     """
 
-    version = f"1/segment-{SEGMENT_VERSION}"
+    version = f"2/segment-{SEGMENT_VERSION}"
 
-    def __init__(self, families=FAMILIES, n_clusters=4, min_contrast=40.0, min_nucleus_frac=0.002,
-                 max_cell_ratio=2.6, lobe_prominence=0.2, glcm_levels=16, glcm_distances=(1, 2, 4),
-                 lbp_points=(8, 16), lbp_radii=(1, 2), gran_length=8, gran_element=10, gran_subsample=1,
-                 gran_channels=("gray", "g"), max_cells=20):
-        super().__init__(families=families, mode="field", n_clusters=n_clusters, min_contrast=min_contrast,
-                         min_nucleus_frac=min_nucleus_frac, max_cell_ratio=max_cell_ratio,
-                         lobe_prominence=lobe_prominence, glcm_levels=glcm_levels, glcm_distances=glcm_distances,
-                         lbp_points=lbp_points, lbp_radii=lbp_radii, gran_length=gran_length,
-                         gran_element=gran_element, gran_subsample=gran_subsample, gran_channels=gran_channels)
-        self.max_cells = max_cells
+    __init__ = derived_init(HandcraftedFeaturizer, extra={"max_cells": 20})
 
-    def get_params(self, deep=True):
-        params = super().get_params(deep)
-        params.pop("mode", None)
-        return params
+    @property
+    def mode(self) -> str:
+        """Always ``"field"``: every cell of the field is segmented."""
+        return "field"
+
+    def segment(self, image) -> Segmentation:
+        """Segment a field: this featurizer's segmenter in ``field`` mode."""
+        return replace(self.segmenter, mode="field").segment(image)
 
     def feature_names(self) -> list[str]:
         base = super().feature_names()

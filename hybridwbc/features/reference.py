@@ -21,6 +21,7 @@ from hybridwbc.features.handcrafted import (
     HandcraftedFeaturizer,
     colour_planes,
     inverted_channel,
+    tighten,
 )
 from hybridwbc.segment import CellMasks
 
@@ -99,7 +100,7 @@ def _texture(gray, cell, levels, distances, lbp_points, lbp_radii, window):
 
 def _cp_granularity(pixels: np.ndarray, mask: np.ndarray, objects, ng: int, element: int, k: int):
     """CellProfiler MeasureGranularity, transcribed; ``pixels`` float in [0, 1]."""
-    from skimage.morphology import disk, dilation, erosion, reconstruction
+    from skimage.morphology import dilation, disk, erosion, reconstruction
 
     # subsample (CellProfiler's map_coordinates at integer positions = every k-th pixel)
     pixels = pixels[::k, ::k].copy()
@@ -166,8 +167,6 @@ def reference_features(featurizer: HandcraftedFeaturizer, image: np.ndarray, cel
             out.append(np.concatenate([_moments(planes[m]).ravel() for m in (nuc, cyt, whole)]))
         elif fam == "texture":
             gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-            from hybridwbc.features.handcrafted import tighten
-
             v = tighten(f.view(image, cell), f.tight_margin())
             window = (slice(v.origin[0], v.origin[0] + v.rgb.shape[0]),
                       slice(v.origin[1], v.origin[1] + v.rgb.shape[1]))

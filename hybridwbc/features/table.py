@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from hybridwbc.data.io import read_image
-from hybridwbc.errors import HybridWBCError, NoCellFoundError
+from hybridwbc.errors import ConfigError, HybridWBCError, NoCellFoundError
 from hybridwbc.features.base import ImageFeaturizer
 from hybridwbc.features.cache import FeatureCache
 
-__all__ = ["FeatureTable", "featurize_manifest", "featurize_paths"]
+__all__ = ["FeatureTable", "featurize_manifest", "featurize_paths", "design_matrix", "design_names", "INPUT_KINDS"]
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +155,42 @@ def featurize_manifest(featurizer: ImageFeaturizer, manifest: pd.DataFrame, cach
     """Featurize every row of a manifest (see :func:`featurize_paths`)."""
     return featurize_paths(featurizer, manifest["path"].tolist(), manifest["sha256"].tolist(),
                            cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
+
+
+#: What a classifier's ``X`` can be (``classifier.input``; :class:`hybridwbc.config.InputKind`).
+INPUT_KINDS = ("features", "paths", "paths_features")
+
+
+def design_matrix(input_kind: str, paths: Sequence[str], features: np.ndarray) -> np.ndarray:
+    """The ``X`` a classifier receives, by its ``classifier.input`` kind.
+
+    Parameters
+    ----------
+    input_kind : {"features", "paths", "paths_features"}
+    paths : sequence of str, length n
+    features : ndarray of shape (n, n_features), dtype float64
+
+    Returns
+    -------
+    X : ndarray
+        ``features`` (float64); or paths as ``(n, 1) object``; or paths then
+        features as ``(n, 1 + n_features) object``.
+
+    Raises
+    ------
+    ConfigError
+        If ``input_kind`` is none of those.
+    """
+    if input_kind == "features":
+        return features
+    col = np.asarray(list(paths), dtype=object).reshape(-1, 1)
+    if input_kind == "paths":
+        return col
+    if input_kind == "paths_features":
+        return np.hstack([col, np.asarray(features, dtype=object)])
+    raise ConfigError(f"Unknown classifier.input {input_kind!r}. Expected features, paths or paths_features.")
+
+
+def design_names(input_kind: str, feature_names: Sequence[str]) -> list[str]:
+    """Names of the columns of :func:`design_matrix`'s ``X``: ``path`` for the path column, then the features."""
+    return (["path"] if input_kind != "features" else []) + (list(feature_names) if input_kind != "paths" else [])

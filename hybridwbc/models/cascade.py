@@ -31,6 +31,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from hybridwbc.errors import ConfigError
+from hybridwbc.models.parts import SelectsByName, WBCEstimator, proba_over, trained_cnn
 
 __all__ = ["CascadeClassifier", "OTHER"]
 
@@ -53,24 +54,7 @@ def _default_stage2():
     return RandomForestClassifier(n_estimators=200, class_weight="balanced", random_state=0)
 
 
-def _proba(est, X, classes) -> np.ndarray:
-    """Probabilities of ``est`` over ``classes`` (a class it does not know gets 0).
-
-    Estimators without ``predict_proba`` get a one-hot of ``predict``.
-    """
-    out = np.zeros((X.shape[0], len(classes)))
-    idx = {c: i for i, c in enumerate(classes)}
-    if hasattr(est, "predict_proba"):
-        p = est.predict_proba(X)
-        for j, c in enumerate(est.classes_):
-            out[:, idx[c]] = p[:, j]
-    else:
-        for r, c in enumerate(est.predict(X)):
-            out[r, idx[c]] = 1.0
-    return out
-
-
-class CascadeClassifier(ClassifierMixin, BaseEstimator):
+class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstimator):
     """Two-stage classifier: stage 1 picks the special classes, stage 2 types the rest.
 
     Parameters
@@ -87,7 +71,8 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         Columns of ``X`` each stage sees (``None``: all). Strings are column-name
         prefixes resolved against ``feature_names``.
     feature_names : sequence of str, optional
-        Names of the columns of ``X``; needed only for string column selectors.
+        Names of the columns of ``X``; needed only for string column selectors (the run passes
+        the design matrix's names when it builds the estimator).
     head : classifier, optional
         Applied to rows of ``head_class``; its classes split that class into
         ``f"{head_class}:{k}"``.
@@ -99,7 +84,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
     embedder : transformer, optional
         Fitted on *all* training rows (every class) with ``fit(X[:, embedder_columns], y)``;
         stage 2 then sees ``embedder.transform(...)`` instead of ``X[:, stage2_columns]``.
-        With a CNN (:class:`~hybridwbc.models.cnn.CNNClassifier`) this is the CNN trained
+        With a CNN (:class:`~hybridwbc.cnn.estimators.CNNClassifier`) this is the CNN trained
         for the whole task, shared through its cache with ``cnn_softmax`` and friends.
     embedder_columns : sequence of int or str, optional
         Columns fed to the embedder (``None``: all), e.g. ``["path"]``.
@@ -140,6 +125,14 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+    def parts(self) -> list:
+        """Stage 1, stage 2, the embedder and the head (those set)."""
+        return [p for p in (self.stage1, self.stage2, self.embedder, self.head) if p is not None]
+
+    def trained_cnn(self):
+        """The fitted CNN inside: the embedder's, else stage 2's; ``None`` without one."""
+        return trained_cnn(getattr(self, "embedder_", None)) or trained_cnn(getattr(self, "stage2_", None))
 
     # column selection ---------------------------------------------------
     def _columns(self, spec, n_features: int) -> np.ndarray:
@@ -238,12 +231,12 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
 
         Nothing is refitted: the stages are shared with this cascade. This is
         how a head trained in another experiment (ALL/HEM on C-NMC) joins
-        white-cell stages trained on PBC (see :mod:`hybridwbc.compose`).
+        white-cell stages trained on PBC (see :mod:`hybridwbc.serve.compose`).
 
         Parameters
         ----------
         head : fitted classifier
-            E.g. :class:`~hybridwbc.models.prefit.SavedModelClassifier`.
+            E.g. :class:`~hybridwbc.serve.prefit.SavedModelClassifier`.
         head_columns : sequence of int or str, optional
             Columns of ``X`` the head sees, e.g. ``["path"]``.
 
@@ -320,7 +313,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         # embed every row once when stage 1 needs the embeddings too
         emb = self._embed(X) if self.stage1_embeddings and self.embedder_ is not None else None
         if self.stage1_ is not None:
-            p1 = _proba(self.stage1_, self._stage1_input(X, emb), special + ([OTHER] if rest else []))
+            p1 = proba_over(self.stage1_, self._stage1_input(X, emb), special + ([OTHER] if rest else []))
         else:
             p1 = np.zeros((n, len(special) + 1))
             p1[:, -1] = 1.0
@@ -331,7 +324,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             routed = np.argmax(p1, axis=1) == p1.shape[1] - 1  # stage 1 says "other"
             p2 = np.full((n, len(rest)), 1.0 / len(rest))
             if self.stage2_ is not None and routed.any():
-                p2[routed] = _proba(self.stage2_, self._stage2_input(
+                p2[routed] = proba_over(self.stage2_, self._stage2_input(
                     X[routed], None if emb is None else emb[routed]), rest)
             elif self.stage2_ is None:
                 p2[:] = 1.0
@@ -343,7 +336,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
                     ph = np.full((n, len(self.head_.classes_)), 1.0 / len(self.head_.classes_))
                     rows = rest_p[:, j] >= 0.01
                     if rows.any():
-                        ph[rows] = _proba(self.head_, X[rows][:, self.colsh_], list(self.head_.classes_))
+                        ph[rows] = proba_over(self.head_, X[rows][:, self.colsh_], list(self.head_.classes_))
                     for k, hc in enumerate(self.head_.classes_):
                         out[:, col[f"{self.head_class}:{hc}"]] = rest_p[:, j] * ph[:, k]
                 else:
@@ -367,6 +360,6 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         if self.stage1_ is None:
             return np.full(X.shape[0], "stage2", dtype=object)
         special = list(self.special_)
-        p1 = _proba(self.stage1_, self._stage1_input(X), special + ([OTHER] if len(self.rest_) else []))
+        p1 = proba_over(self.stage1_, self._stage1_input(X), special + ([OTHER] if len(self.rest_) else []))
         other = (np.argmax(p1, axis=1) == len(special)) & bool(len(self.rest_))
         return np.where(other, "stage2", "stage1").astype(object)

@@ -9,16 +9,17 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from hybridwbc.errors import ConfigError
+from hybridwbc.models.parts import SelectsByName
 
 __all__ = ["ColumnPrefixSelector"]
 
 
-class ColumnPrefixSelector(TransformerMixin, BaseEstimator):
+class ColumnPrefixSelector(SelectsByName, TransformerMixin, BaseEstimator):
     """Keep the columns whose names start with one of ``prefixes``.
 
-    The run sets ``feature_names`` (any parameter named ``feature_names`` or
-    ending in ``__feature_names``) to the names of the feature table's
-    columns, so configs can say ``prefixes: [granularity__]``.
+    The run builds it with ``feature_names``, the names of the design matrix's
+    columns (:func:`hybridwbc.config.build_estimator`), so configs can say
+    ``prefixes: [granularity__]``.
 
     Parameters
     ----------
@@ -55,7 +56,7 @@ class ColumnPrefixSelector(TransformerMixin, BaseEstimator):
             got = None if self.feature_names is None else len(self.feature_names)
             raise ConfigError(
                 f"ColumnPrefixSelector needs feature_names for the {n} columns of X; received {got}. "
-                "The run sets it from the feature table; set it yourself when using the selector directly."
+                "The run passes the feature table's names; pass them yourself when using the selector directly."
             )
         keep = [i for i, name in enumerate(self.feature_names)
                 if any(str(name).startswith(p) for p in self.prefixes)]

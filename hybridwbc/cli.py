@@ -1,0 +1,38 @@
+"""What every command-line entry point shares: one line on stderr for an error, and the exit status.
+
+``python -m hybridwbc.run``, ``.predict``, ``.compose``, ``.tables``, ``.serving`` and ``.data``
+report a :class:`~hybridwbc.errors.HybridWBCError` as one line, ``hybridwbc: error: <message>``
+(the message says what is wrong, what was expected and the fix), and exit with status 1; no
+traceback. This module imports nothing but :mod:`hybridwbc.errors`, so the ground floor
+(:mod:`hybridwbc.data`) can use it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from hybridwbc.errors import HybridWBCError
+
+__all__ = ["print_error", "run_cli"]
+
+
+def print_error(message) -> int:
+    """Print ``hybridwbc: error: <message>`` on stderr; returns 1, the exit status of a failed command."""
+    print(f"hybridwbc: error: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def run_cli(command: Callable[[], int | None], *also: type[BaseException]) -> int:
+    """Run ``command()``; a :class:`HybridWBCError` (or one of ``also``) becomes :func:`print_error`'s line.
+
+    Returns
+    -------
+    int
+        ``command()``'s return value (``None`` counts as 0), or 1 after an error.
+    """
+    try:
+        status = command()
+    except (HybridWBCError, *also) as exc:
+        return print_error(exc)
+    return 0 if status is None else int(status)

@@ -1,0 +1,97 @@
+"""Backbone registry: names, minimum input sizes and preprocessing, with no TensorFlow import.
+
+:func:`validate_backbone` is cheap, so configuration code can reject an unknown
+backbone or a too-small input size at composition time, before Keras loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hybridwbc.errors import ConfigError
+
+__all__ = ["BackboneSpec", "BACKBONES", "POOLINGS", "validate_backbone"]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the registry knows about one backbone (no TensorFlow import needed).
+
+    Attributes
+    ----------
+    name : str
+    min_size : int
+        Smallest accepted input side in pixels (for ``compact`` it also
+        depends on ``depth``: ``2 ** depth``).
+    preprocess : str
+        Name of the preprocessing applied inside the model (part of the cache key).
+    application : str or None
+        ``keras.applications`` constructor name, or ``None`` for our own model.
+    module : str or None
+        ``keras.applications`` sub-module holding its ``preprocess_input``.
+    """
+
+    name: str
+    min_size: int
+    preprocess: str
+    application: str | None = None
+    module: str | None = None
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "compact": BackboneSpec("compact", 8, "scale_0_1"),
+    "mobilenetv3small": BackboneSpec("mobilenetv3small", 32, "mobilenet_v3", "MobileNetV3Small", "mobilenet_v3"),
+    "efficientnetb0": BackboneSpec("efficientnetb0", 32, "efficientnet", "EfficientNetB0", "efficientnet"),
+    "resnet50": BackboneSpec("resnet50", 32, "resnet50", "ResNet50", "resnet50"),
+}
+
+POOLINGS = ("avg", "max")
+
+
+def _spec(name: str) -> BackboneSpec:
+    key = str(name).lower()
+    if key not in BACKBONES:
+        raise ConfigError(
+            f"Unknown backbone {name!r}. Expected one of {sorted(BACKBONES)}; received backbone={name!r}."
+        )
+    return BACKBONES[key]
+
+
+def validate_backbone(name: str, input_size: int, pooling: str = "avg", params: dict | None = None) -> BackboneSpec:
+    """Check a backbone name, input size and pooling without building anything.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`BACKBONES` (case-insensitive).
+    input_size : int
+        Input side in pixels (images are resized to ``input_size x input_size``).
+    pooling : {"avg", "max"}
+    params : dict, optional
+        Backbone parameters (``compact``: ``depth``, ``width``).
+
+    Returns
+    -------
+    BackboneSpec
+
+    Raises
+    ------
+    ConfigError
+        Unknown name or pooling, or an input size below the backbone's minimum.
+    """
+    spec = _spec(name)
+    min_size = spec.min_size
+    if spec.name == "compact":
+        depth = int((params or {}).get("depth", 4))
+        if depth < 1:
+            raise ConfigError(f"compact backbone depth must be at least 1; received depth={depth}.")
+        min_size = max(min_size, 2 ** depth)
+    if int(input_size) < min_size:
+        raise ConfigError(
+            f"Input size {input_size} is smaller than backbone {spec.name!r} allows (minimum {min_size} px). "
+            f"Fix: set input_size to {min_size} or more."
+        )
+    if pooling not in POOLINGS:
+        raise ConfigError(
+            f"Unknown pooling {pooling!r}. Expected one of {list(POOLINGS)}; received pooling={pooling!r}.")
+    return spec

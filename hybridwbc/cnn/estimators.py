@@ -1,0 +1,514 @@
+"""CNN classifiers that read image files: the end-to-end CNN and classical heads on its embeddings.
+
+Both are scikit-learn classifiers whose ``X`` holds image paths (``(n, 1)``
+object array, column 0), so :func:`hybridwbc.evaluate.predict_out_of_sample`
+clones them and trains the backbone on each training split only: the
+evaluation stays leak-free with no special case.
+
+* :class:`CNNClassifier` (``classifier=cnn_softmax``): a backbone from
+  :mod:`hybridwbc.cnn.build` plus a softmax head, trained through a
+  ``tf.data`` pipeline that streams images from disk (:mod:`hybridwbc.cnn.training`).
+* :class:`EmbeddingClassifier` (``cnn_svm``, ``cnn_rf``, ``hybrid``): trains a
+  :class:`CNNClassifier` on the training rows, then fits any scikit-learn
+  classifier on its penultimate-layer embeddings, joined with any further
+  columns of ``X`` (handcrafted features, for ``hybrid``).
+
+Both follow :class:`hybridwbc.models.parts.WBCEstimator` (``validate``, ``trained_cnn``).
+TensorFlow is imported lazily, so building these objects from a config is fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from hybridwbc.cnn.backbones import validate_backbone
+from hybridwbc.cnn.training import compile_model, fit_model, load_trained, store_trained, training_key, validation_split
+from hybridwbc.errors import ConfigError, ImageReadError
+from hybridwbc.models.parts import WBCEstimator
+
+__all__ = ["CNNClassifier", "EmbeddingClassifier", "PathInputTags", "split_paths"]
+
+log = logging.getLogger(__name__)
+
+LR_SCHEDULES = ("cosine", "plateau", "constant")
+
+
+def split_paths(X) -> tuple[list[str], np.ndarray]:
+    """Split ``X`` into image paths (column 0) and the remaining float columns.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, 1 + n_extra)
+        Image paths in column 0 (``classifier.input: paths`` or ``paths_features``).
+        A 1-D sequence of paths is accepted too.
+
+    Returns
+    -------
+    paths : list of str
+    extra : ndarray of shape (n, n_extra), dtype float64
+
+    Raises
+    ------
+    ValueError
+        If column 0 does not hold strings (e.g. a feature table was passed).
+    """
+    X = np.asarray(X, dtype=object)
+    if X.ndim == 1:
+        X = X.reshape(-1, 1)
+    if X.ndim != 2 or X.shape[1] < 1:
+        raise ValueError(f"X must be a (n, 1 + n_extra) array with image paths in column 0; received shape {X.shape}.")
+    col = X[:, 0]
+    if len(col) and not all(isinstance(p, (str, os.PathLike)) for p in col):
+        raise ValueError(
+            "Column 0 of X must hold image file paths (classifier.input: paths or paths_features); received "
+            f"{type(col[0]).__name__} values. Fix: set classifier.input to paths for CNN classifiers."
+        )
+    paths = [os.fsdecode(p) for p in col]
+    extra = np.asarray(X[:, 1:], dtype=np.float64) if X.shape[1] > 1 else np.empty((len(paths), 0))
+    return paths, extra
+
+
+class PathInputTags:
+    """scikit-learn tags of estimators whose ``X`` holds image paths (strings) and that train a CNN."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.non_deterministic = True
+        return tags
+
+
+class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator):
+    """A Keras CNN (backbone + softmax head) trained on image files.
+
+    Parameters
+    ----------
+    backbone : str, default "compact"
+        A key of :data:`hybridwbc.cnn.backbones.BACKBONES`.
+    input_size : int, default 96
+        Images are resized to ``input_size x input_size``.
+    pooling : {"avg", "max"}, default "avg"
+    weights : None, "imagenet" or str, default None
+        Backbone initialisation: random, ImageNet (needs the internet), or a local weights file.
+    backbone_params : dict, optional
+        ``compact``: ``depth`` (blocks, default 4), ``width`` (filters of the first block, default 32),
+        ``convs_per_block`` (default 2). Applications: constructor keyword arguments.
+    dropout : float, default 0.2
+        Dropout before the softmax layer.
+    epochs : int, default 30
+        Upper bound; early stopping usually ends sooner.
+    batch_size : int, default 32
+    learning_rate : float, default 2e-3
+        Peak learning rate (Adam).
+    lr_schedule : {"cosine", "plateau", "constant"}, default "cosine"
+        Cosine decay over ``epochs`` with a one-epoch warm-up, or divide by 3 when the
+        validation loss stalls.
+    weight_decay : float, default 1e-4
+        AdamW decoupled weight decay.
+    patience : int, default 6
+        Early stopping: epochs without improvement of the validation loss.
+    validation_fraction : float, default 0.1
+        Share of the *training* rows held out for early stopping and checkpointing
+        (stratified, grouped by content hash). ``0`` trains on all rows for ``epochs``.
+    augment : bool, default True
+        Flips, 90-degree rotations, small zoom and colour/stain jitter.
+    class_weight : "balanced" or None, default "balanced"
+    bn_momentum : float, default 0.9
+        BatchNorm momentum; lower than Keras' 0.99 so the moving statistics keep up with
+        short epochs (inference-mode accuracy is what ``val_accuracy`` reports).
+    random_state : int, default 0
+        Seeds Python, NumPy and TensorFlow (``keras.utils.set_random_seed``) and the splits.
+    cache_dir : str, optional
+        Embedding cache root (content hash + model identity); ``None`` disables caching.
+    embed_batch_size : int, default 64
+    steps_per_epoch : int, optional
+        Cap on training steps per epoch (the training stream repeats); for quick or memory runs.
+    disk_cache : bool, default True
+        Stream decoded, resized training images from a temporary on-disk ``tf.data`` cache after the
+        first epoch (saves re-decoding JPEGs; deleted after ``fit``).
+    bn_recalibration : int, default 50
+        Before each validation, re-estimate the BatchNorm moving statistics of the current weights from
+        this many un-augmented training batches ("precise BN": cumulative averages over the batches,
+        in training mode, no weight update). With a high learning rate the moving averages lag the
+        weights and inference-mode accuracy swings from epoch to epoch; this removes that lag, so
+        validation, early stopping, the checkpoint and the saved model all use matching statistics.
+        ``0`` keeps Keras' moving averages.
+    verbose : int, default 1
+        ``1`` prints one progress line per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+    model_ : keras.Model
+        Image -> class probabilities; the layer named ``embedding`` is the penultimate output.
+    history_ : dict of str to list of float
+        Per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (inference mode), ``lr``, ``epoch_s``.
+    best_epoch_ : int
+        1-based epoch whose weights were kept.
+    val_accuracy_ : float or None
+        Inference-mode accuracy of the kept weights on the validation rows.
+    skipped_ : list of dict
+        ``path`` and ``reason`` of training images that could not be decoded (skipped).
+    fit_seconds_ : float
+    n_embed_ : int
+    """
+
+    def __init__(self, backbone: str = "compact", input_size: int = 96, pooling: str = "avg", weights=None,
+                 backbone_params: dict | None = None, dropout: float = 0.2, epochs: int = 30, batch_size: int = 32,
+                 learning_rate: float = 2e-3, lr_schedule: str = "cosine", weight_decay: float = 1e-4,
+                 patience: int = 6, validation_fraction: float = 0.1, augment: bool = True,
+                 class_weight: str | None = "balanced", bn_momentum: float = 0.9, random_state: int = 0,
+                 cache_dir: str | None = None, embed_batch_size: int = 64, steps_per_epoch: int | None = None,
+                 disk_cache: bool = True, bn_recalibration: int = 50, verbose: int = 1):
+        self.backbone = backbone
+        self.input_size = input_size
+        self.pooling = pooling
+        self.weights = weights
+        self.backbone_params = backbone_params
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.augment = augment
+        self.class_weight = class_weight
+        self.bn_momentum = bn_momentum
+        self.random_state = random_state
+        self.cache_dir = cache_dir
+        self.embed_batch_size = embed_batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.disk_cache = disk_cache
+        self.bn_recalibration = bn_recalibration
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Check the settings without TensorFlow (called by :meth:`fit`; callable at composition).
+
+        Raises
+        ------
+        ConfigError
+            Unknown backbone, pooling or learning-rate schedule, too-small input size,
+            or an out-of-range number.
+        """
+        validate_backbone(self.backbone, self.input_size, self.pooling, self.backbone_params)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"Unknown lr_schedule {self.lr_schedule!r}. Expected one of {list(LR_SCHEDULES)}.")
+        if not 0.0 <= float(self.validation_fraction) < 0.5:
+            raise ConfigError(f"validation_fraction must be in [0, 0.5); received {self.validation_fraction}.")
+        if int(self.epochs) < 1 or int(self.batch_size) < 1:
+            raise ConfigError(f"epochs and batch_size must be at least 1; received {self.epochs}, {self.batch_size}.")
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"class_weight must be 'balanced' or null; received {self.class_weight!r}.")
+
+    # ------------------------------------------------------------------ training
+    def _build(self, n_classes: int):
+        import keras
+
+        from hybridwbc.cnn.build import build_backbone
+
+        base = build_backbone(self.backbone, self.input_size, self.pooling, self.weights,
+                              dict(self.backbone_params or {}), bn_momentum=self.bn_momentum)
+        base.name = "backbone"
+        inp = keras.Input((self.input_size, self.input_size, 3), name="image")
+        emb = keras.layers.Identity(name="embedding")(base(inp))
+        x = keras.layers.Dropout(self.dropout, name="dropout")(emb) if self.dropout else emb
+        out = keras.layers.Dense(n_classes, activation="softmax", name="head")(x)
+        return keras.Model(inp, out, name=f"cnn_{self.backbone}")
+
+    def fit(self, X, y):
+        """Train the backbone and head on image files (or reuse the model trained on the same rows).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, 1) (or more columns, ignored)
+            Image paths in column 0.
+        y : array-like of shape (n,)
+
+        Returns
+        -------
+        self
+        """
+        import keras
+
+        import hybridwbc.cnn.build  # noqa: F401  (registers the Preprocess layer)
+        from hybridwbc.data.manifest import file_sha256
+
+        self.validate()
+        t0 = time.perf_counter()
+        paths, _ = split_paths(X)
+        y = np.asarray(y, dtype=object)
+        if len(paths) != len(y):
+            raise ValueError(f"X has {len(paths)} rows but y has {len(y)}.")
+        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
+        if len(self.classes_) < 2:
+            raise ValueError(f"CNNClassifier needs at least two classes; received {list(self.classes_)}.")
+        yi = np.searchsorted(self.classes_.astype(str), y.astype(str)).astype(np.int64)
+        keras.utils.set_random_seed(int(self.random_state))
+        shas = np.array([file_sha256(p) or p for p in paths], dtype=object)
+        model_key = training_key(self.training_settings(), shas, y) if self.cache_dir else None
+        self.from_cache_ = False
+        if self._load_cached_model(model_key):
+            self.fit_seconds_ = time.perf_counter() - t0
+            return self
+        if float(self.validation_fraction) > 0:
+            tr, va = validation_split(yi, shas, float(self.validation_fraction), int(self.random_state))
+        else:
+            tr, va = np.arange(len(paths)), np.empty(0, np.int64)
+        n_classes = len(self.classes_)
+        counts = np.bincount(yi[tr], minlength=n_classes).astype(float)
+        if self.class_weight == "balanced":
+            cw = len(tr) / (n_classes * np.maximum(counts, 1.0))
+        else:
+            cw = np.ones(n_classes)
+        self.class_weights_ = {str(c): float(w) for c, w in zip(self.classes_, cw)}
+        steps = int(self.steps_per_epoch) if self.steps_per_epoch else int(np.ceil(len(tr) / int(self.batch_size)))
+        model = self._build(n_classes)
+        compile_model(model, self.lr_schedule, self.learning_rate, self.weight_decay, steps, self.epochs)
+        has_val = fit_model(self, model, paths, yi, tr, va, cw, steps)
+        self.model_ = model
+        self._set_embedder()
+        mon = self.history_.get("val_loss" if has_val else "loss", [])
+        self.best_epoch_ = int(np.nanargmin(mon)) + 1 if mon else 0
+        self.n_embed_ = int(model.get_layer("embedding").output.shape[-1])
+        self.n_features_in_ = 1
+        self.fit_seconds_ = time.perf_counter() - t0
+        if model_key is not None:
+            state = {k: getattr(self, k) for k in self._STATE}
+            state["classes_"] = [str(c) for c in self.classes_]
+            store_trained(self._model_dir(model_key), self.model_, state)
+        if self.verbose:
+            va_txt = (f", inference-mode validation accuracy {self.val_accuracy_:.4f}"
+                      if self.val_accuracy_ is not None else "")
+            print(f"[cnn] kept epoch {self.best_epoch_} of {len(mon)}{va_txt}; trained in {self.fit_seconds_:.0f} s",
+                  flush=True)
+        return self
+
+    def trained_cnn(self):
+        """This CNN once fitted, else ``None``."""
+        return self if hasattr(self, "model_") else None
+
+    # ------------------------------------------------------------------ trained-model cache
+    _STATE = ("classes_", "class_weights_", "history_", "best_epoch_", "val_accuracy_", "skipped_", "n_embed_",
+              "n_features_in_", "fit_seconds_")
+
+    def training_settings(self) -> dict:
+        """The settings that affect training, under fixed names: the trained-model cache key hashes this dict.
+
+        The names are an identity, frozen when the cache was introduced (``seed`` is
+        :attr:`random_state`), so renaming a parameter never silently orphans the cache.
+        """
+        return {"augment": self.augment, "backbone": self.backbone, "backbone_params": self.backbone_params,
+                "batch_size": self.batch_size, "bn_momentum": self.bn_momentum,
+                "bn_recalibration": self.bn_recalibration, "class_weight": self.class_weight,
+                "disk_cache": self.disk_cache, "dropout": self.dropout, "epochs": self.epochs,
+                "input_size": self.input_size, "learning_rate": self.learning_rate, "lr_schedule": self.lr_schedule,
+                "patience": self.patience, "pooling": self.pooling, "seed": self.random_state,
+                "steps_per_epoch": self.steps_per_epoch, "validation_fraction": self.validation_fraction,
+                "weight_decay": self.weight_decay, "weights": self.weights}
+
+    def _model_dir(self, key: str) -> Path:
+        return Path(os.fsdecode(self.cache_dir)) / "cnn_models" / key
+
+    def _load_cached_model(self, key: str | None) -> bool:
+        """Reuse a model trained earlier on the same rows with the same settings (no Keras training)."""
+        found = load_trained(self._model_dir(key), verbose=bool(self.verbose)) if key is not None else None
+        if found is None:
+            return False
+        model, state = found
+        for k in self._STATE:
+            setattr(self, k, state.get(k))
+        self.classes_ = np.asarray(self.classes_, dtype=object)
+        self.model_ = model
+        self._set_embedder()
+        self.from_cache_ = True
+        return True
+
+    # ------------------------------------------------------------------ inference
+    def _set_embedder(self) -> None:
+        import keras
+
+        self._embedder = keras.Model(self.model_.input, self.model_.get_layer("embedding").output)
+        self._cache_key = None
+
+    def cache_key(self) -> str:
+        """Identity of the fitted embedding model: weights hash + input size + preprocessing."""
+        check_is_fitted(self, "model_")
+        if getattr(self, "_cache_key", None) is None:
+            from hybridwbc.cnn.build import model_identity
+
+            self._cache_key = model_identity(self._embedder, self.input_size, f"{self.backbone}:{self.pooling}")
+        return self._cache_key
+
+    def embed(self, paths, shas=None):
+        """Embeddings of image files, through the cache; unreadable files are skipped and listed.
+
+        Returns
+        -------
+        hybridwbc.cnn.embed.EmbeddingResult
+        """
+        from hybridwbc.cnn.embed import extract_embeddings
+
+        check_is_fitted(self, "model_")
+        cache = os.path.join(os.fsdecode(self.cache_dir), "embeddings") if self.cache_dir else None
+        return extract_embeddings(self._embedder, list(paths), self.input_size, shas=shas, cache_dir=cache,
+                                  key=self.cache_key() if cache else None, batch_size=int(self.embed_batch_size))
+
+    def _embed_all(self, X) -> np.ndarray:
+        paths, _ = split_paths(X)
+        res = self.embed(paths)
+        if len(res.skipped):
+            raise ImageReadError(
+                f"{len(res.skipped)} of {len(paths)} images could not be decoded, e.g. "
+                f"{res.skipped['path'].iloc[0]!r} ({res.skipped['reason'].iloc[0]}). Remove them before predicting."
+            )
+        return res.X
+
+    def transform(self, X) -> np.ndarray:
+        """Penultimate-layer embeddings, ``(n, n_embed)`` float32 (cached by content hash + model identity).
+
+        Raises
+        ------
+        ImageReadError
+            If any image cannot be decoded (rows cannot be dropped here).
+        """
+        return self._embed_all(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)``: the softmax head applied to the (cached) embeddings."""
+        E = self._embed_all(X).astype(np.float64)
+        W, b = (np.asarray(w, dtype=np.float64) for w in self.model_.get_layer("head").get_weights())
+        z = E @ W + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted class labels."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # ------------------------------------------------------------------ persistence
+    def save_keras(self, folder) -> Path:
+        """Write the trained model as ``<folder>/cnn.keras`` (the ``embedding`` layer is the backbone output)."""
+        check_is_fitted(self, "model_")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "cnn.keras"
+        self.model_.save(path)
+        return path
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        model = state.pop("model_", None)
+        state.pop("_embedder", None)
+        state.pop("_cache_key", None)
+        if model is not None:
+            with tempfile.TemporaryDirectory(prefix="hybridwbc-pickle-") as tmp:
+                p = os.path.join(tmp, "cnn.keras")
+                model.save(p)
+                state["_keras_bytes"] = Path(p).read_bytes()
+        return state
+
+    def __setstate__(self, state):
+        blob = state.pop("_keras_bytes", None)
+        self.__dict__.update(state)
+        if blob is not None:
+            import keras
+
+            import hybridwbc.cnn.build  # noqa: F401  (registers the Preprocess layer)
+
+            with tempfile.TemporaryDirectory(prefix="hybridwbc-pickle-") as tmp:
+                p = os.path.join(tmp, "cnn.keras")
+                Path(p).write_bytes(blob)
+                self.model_ = keras.models.load_model(p, compile=False)
+            self._set_embedder()
+
+
+class EmbeddingClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier on the embeddings of a CNN trained on the same training rows.
+
+    ``fit`` clones and trains ``cnn`` on the training rows, embeds them with the
+    trained backbone (``training=False``) and fits a clone of ``head`` on the
+    embeddings, joined with any further columns of ``X`` (handcrafted features:
+    the ``hybrid`` classifier). ``predict`` embeds, joins, and asks the head.
+
+    Parameters
+    ----------
+    cnn : CNNClassifier
+    head : scikit-learn classifier
+        E.g. an SVM pipeline or a random forest.
+
+    Attributes
+    ----------
+    cnn_ : CNNClassifier (fitted)
+    head_ : fitted head
+    classes_ : ndarray
+    history_ : dict
+        The CNN's per-epoch history.
+    n_extra_ : int
+        Handcrafted columns joined to the embeddings.
+    """
+
+    def __init__(self, cnn=None, head=None):
+        self.cnn = cnn
+        self.head = head
+
+    def _design(self, E: np.ndarray, extra: np.ndarray) -> np.ndarray:
+        return np.hstack([np.asarray(E, dtype=np.float64), extra]) if extra.shape[1] else np.asarray(E, np.float64)
+
+    def fit(self, X, y):
+        """Train the CNN, then the head on its embeddings (plus extra columns). Returns ``self``."""
+        if self.cnn is None or self.head is None:
+            raise ConfigError("EmbeddingClassifier needs both cnn and head; received "
+                              f"cnn={self.cnn!r}, head={self.head!r}.")
+        paths, extra = split_paths(X)
+        y = np.asarray(y, dtype=object)
+        self.cnn_ = clone(self.cnn).fit(paths, y)
+        res = self.cnn_.embed(paths)
+        keep = res.index
+        self.head_ = clone(self.head).fit(self._design(res.X, extra[keep]), y[keep])
+        self.classes_ = np.asarray(self.head_.classes_)
+        self.n_extra_ = int(extra.shape[1])
+        self.n_features_in_ = 1 + self.n_extra_
+        self.skipped_ = res.skipped.to_dict("records")
+        return self
+
+    @property
+    def history_(self) -> dict:
+        check_is_fitted(self, "cnn_")
+        return self.cnn_.history_
+
+    def transform(self, X) -> np.ndarray:
+        """The head's input: embeddings joined with the extra columns."""
+        check_is_fitted(self, "head_")
+        _, extra = split_paths(X)
+        if extra.shape[1] != self.n_extra_:
+            raise ValueError(
+                f"X has {extra.shape[1]} handcrafted column(s); the model was fitted with {self.n_extra_}.")
+        return self._design(self.cnn_.transform(X), extra)
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.head_.predict_proba(self.transform(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.head_.predict(self.transform(X))
+
+    def parts(self) -> list:
+        """The CNN and the head."""
+        return [self.cnn, self.head]
+
+    def trained_cnn(self):
+        """The fitted CNN (``cnn_``), else ``None``."""
+        return getattr(self, "cnn_", None)

@@ -1,0 +1,275 @@
+"""Training a Keras CNN on image files: validation split, optimiser, callbacks, BatchNorm re-estimation, cache.
+
+What :meth:`hybridwbc.cnn.estimators.CNNClassifier.fit` calls, in order:
+
+* :func:`validation_split`: stratified, grouped by content hash (duplicates stay together);
+* :func:`compile_model`: AdamW with a cosine (one-epoch warm-up), plateau or constant learning rate;
+* :func:`fit_model`: the ``tf.data`` streams, one :class:`EpochLog` line per epoch (inference-mode
+  validation after :func:`recalibrate_batchnorm`), best-weights checkpoint and early stopping;
+* the trained-model cache: :func:`training_key` names a training run (the ordered training images
+  and labels, the settings that affect training, the TensorFlow/Keras versions), and
+  :func:`load_trained` / :func:`store_trained` reuse a model trained earlier on the same rows.
+
+TensorFlow and Keras are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from hybridwbc.cnn.images import augment_microscopy, image_dataset, unreadable_reason
+
+__all__ = ["validation_split", "compile_model", "fit_model", "bn_layers", "recalibrate_batchnorm", "EpochLog",
+           "training_key", "load_trained", "store_trained"]
+
+log = logging.getLogger(__name__)
+
+
+def validation_split(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int):
+    """Stratified split grouped by content hash (duplicates stay together); ``(train, val)`` indices."""
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    k = max(2, int(round(1.0 / fraction)))
+    _, counts = np.unique(y, return_counts=True)
+    if counts.min() >= k:
+        tr, va = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(y, y, groups))
+    else:
+        tr, va = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(y, y, groups))
+    return np.sort(tr), np.sort(va)
+
+
+def compile_model(model, lr_schedule: str, learning_rate: float, weight_decay: float, steps: int, epochs: int):
+    """Compile ``model`` with AdamW and the learning-rate schedule (cosine: warm-up over the first epoch)."""
+    import keras
+
+    total = max(1, steps * int(epochs))
+    lr = float(learning_rate)
+    if lr_schedule == "cosine":
+        warm = min(steps, total // 4)
+        sched = keras.optimizers.schedules.CosineDecay(lr / 10.0, max(1, total - warm), alpha=0.01,
+                                                       warmup_target=lr if warm else None, warmup_steps=warm)
+    else:
+        sched = lr
+    opt = keras.optimizers.AdamW(learning_rate=sched, weight_decay=float(weight_decay))
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
+    """Train a compiled ``model`` on ``paths[tr]`` (validation on ``paths[va]``) with ``est``'s settings.
+
+    Sets ``est.history_``, ``est.skipped_`` and ``est.val_accuracy_``; the kept weights are the
+    checkpoint of the best epoch. Returns whether there was a validation stream.
+    """
+    size, bs = int(est.input_size), int(est.batch_size)
+    train_paths = [paths[i] for i in tr]
+    val_paths = [paths[i] for i in va]
+    seen: set[int] = set()
+    seen_val: set[int] = set()
+    work = tempfile.mkdtemp(prefix="hybridwbc-cnn-")
+    use_disk = bool(est.disk_cache) and not est.steps_per_epoch
+    try:
+        train_ds = image_dataset(
+            train_paths, size, bs, labels=yi[tr], weights=cw[yi[tr]], shuffle_seed=int(est.random_state),
+            augment=augment_microscopy(size) if est.augment else None,
+            record=lambda i: seen.update(int(k) for k in i),
+            disk_cache=os.path.join(work, "train") if use_disk else None, repeat=bool(est.steps_per_epoch))
+        val_ds = image_dataset(val_paths, size, int(est.embed_batch_size), labels=yi[va],
+                               record=lambda i: seen_val.update(int(k) for k in i)) if len(va) else None
+        ckpt = os.path.join(work, "best.weights.h5")
+        recal_ds = None
+        if int(est.bn_recalibration) > 0 and bn_layers(model):
+            rng = np.random.default_rng(int(est.random_state))
+            pick = rng.permutation(len(train_paths))[: int(est.bn_recalibration) * bs]
+            recal_ds = image_dataset([train_paths[k] for k in pick], size, bs,
+                                     disk_cache=os.path.join(work, "recal") if use_disk else None)
+        streams = [(train_paths, seen, not est.steps_per_epoch), (val_paths, seen_val, True)]
+        callbacks = _callbacks(est, streams, ckpt, val_ds, recal_ds)
+        est.skipped_ = []
+        with warnings.catch_warnings():
+            # ignore_errors() leaves the stream's length unknown (a bad file is dropped), so Keras
+            # learns the epoch length at the end of the first epoch and says so; that is expected.
+            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+            model.fit(train_ds, epochs=int(est.epochs), shuffle=False,
+                      steps_per_epoch=steps if est.steps_per_epoch else None, callbacks=callbacks, verbose=0)
+            if os.path.isfile(ckpt):
+                model.load_weights(ckpt)
+            est.val_accuracy_ = None
+            if val_ds is not None:
+                est.val_accuracy_ = float(model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return val_ds is not None
+
+
+def _callbacks(est, streams, ckpt, val_ds, recal_ds) -> list:
+    """Epoch log, best-weights checkpoint, early stopping, and the plateau schedule if asked."""
+    import keras
+
+    monitor = "val_loss" if val_ds is not None else "loss"
+    callbacks = [
+        EpochLog(est, streams, int(est.epochs), val_ds=val_ds, recal_ds=recal_ds),
+        keras.callbacks.ModelCheckpoint(ckpt, monitor=monitor, save_best_only=True, save_weights_only=True),
+    ]
+    if val_ds is not None and est.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=int(est.patience)))
+    if est.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=1 / 3,
+                                                           patience=max(1, int(est.patience) // 2)))
+    return callbacks
+
+
+def bn_layers(model) -> list:
+    """Every BatchNormalization layer of ``model``, nested models included."""
+    import keras
+
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            out.append(layer)
+        elif isinstance(layer, keras.Model):
+            out.extend(bn_layers(layer))
+    return out
+
+
+def recalibrate_batchnorm(model, dataset) -> int:
+    """Re-estimate every BatchNorm layer's moving mean and variance for the current weights.
+
+    Runs ``model(x, training=True)`` over the batches of ``dataset`` (images, ...) with each layer's
+    momentum set to ``t / (t + 1)`` at batch ``t``, so the moving statistics become the plain average of
+    the per-batch statistics; no weight is updated. Momentum is restored afterwards. Returns the number
+    of batches used.
+    """
+    layers = bn_layers(model)
+    old = [layer.momentum for layer in layers]
+    t = 0
+    try:
+        for batch in dataset:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            for layer in layers:
+                layer.momentum = t / (t + 1.0)
+            model(x, training=True)
+            t += 1
+    finally:
+        for layer, m in zip(layers, old):
+            layer.momentum = m
+    return t
+
+
+class EpochLog:
+    """Keras callback: one progress line per epoch, ``history_``, and skipped-file reports."""
+
+    def __new__(cls, *args, **kwargs):
+        import keras
+
+        class _CB(keras.callbacks.Callback):
+            def __init__(self, est, streams, epochs, val_ds=None, recal_ds=None):
+                super().__init__()
+                self.est, self.streams, self.epochs = est, streams, epochs
+                self.val_ds, self.recal_ds = val_ds, recal_ds
+                est.history_ = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_s")}
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t = time.perf_counter()
+                for _, seen, _ in self.streams:
+                    seen.clear()
+
+            def on_epoch_end(self, epoch, logs=None):
+                if logs is None:
+                    logs = {}
+                if self.recal_ds is not None:
+                    recalibrate_batchnorm(self.model, self.recal_ds)
+                if self.val_ds is not None:
+                    val = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
+                    logs.update({"val_" + k: float(v) for k, v in val.items()})
+                opt = self.model.optimizer
+                lr = float(np.asarray(opt.learning_rate if not callable(getattr(opt, "_learning_rate", None))
+                                      else opt._learning_rate(opt.iterations)))
+                h = self.est.history_
+                for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                    h[k].append(float(logs.get(k, np.nan)))
+                h["lr"].append(lr)
+                h["epoch_s"].append(time.perf_counter() - self.t)
+                self._report_skipped()
+                if self.est.verbose:
+                    self._print(epoch, logs, lr)
+
+            def _report_skipped(self):
+                known = {d["path"] for d in self.est.skipped_}
+                for paths, seen, check in self.streams:
+                    if not check:
+                        continue
+                    for k in range(len(paths)):
+                        if k not in seen and paths[k] not in known:
+                            reason = unreadable_reason(paths[k])
+                            self.est.skipped_.append({"path": paths[k], "reason": reason})
+                            log.warning("Training image %s could not be decoded and was skipped: %s", paths[k], reason)
+
+            def _print(self, epoch, logs, lr):
+                h = self.est.history_
+                val = (f"  val_loss {h['val_loss'][-1]:.4f}  val_acc {h['val_accuracy'][-1]:.4f}"
+                       if "val_loss" in logs else "")
+                skipped = f"  skipped {len(self.est.skipped_)}" if self.est.skipped_ else ""
+                print(f"[cnn] epoch {epoch + 1}/{self.epochs}  loss {h['loss'][-1]:.4f}  "
+                      f"acc {h['accuracy'][-1]:.4f}{val}  lr {lr:.2e}  {h['epoch_s'][-1]:.0f}s{skipped}",
+                      flush=True)
+
+        return _CB(*args, **kwargs)
+
+
+def training_key(settings: dict, shas, y) -> str:
+    """Key of a training run: the ordered training images (content hashes) and labels, the settings
+    that affect training (a frozen dict: its field names are the key's identity, not the estimator's
+    parameter names), and the TensorFlow/Keras versions."""
+    import keras
+    import tensorflow as tf
+
+    blob = json.dumps({"params": settings, "data": [[str(a), str(b)] for a, b in zip(shas, y)],
+                       "versions": [tf.__version__, keras.__version__], "v": 1}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def load_trained(folder: Path, verbose: bool = False):
+    """``(model, state)`` of a model trained earlier and stored in ``folder``, or ``None``.
+
+    A missing or unreadable entry is ``None`` (it is retrained, never fatal).
+    """
+    import keras
+
+    import hybridwbc.cnn.build  # noqa: F401  (registers the Preprocess layer)
+
+    if not (folder / "cnn.keras").is_file() or not (folder / "state.json").is_file():
+        return None
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        model = keras.models.load_model(folder / "cnn.keras", compile=False)
+    except Exception as exc:  # a corrupt entry is retrained, never fatal
+        log.warning("Ignoring unreadable cached CNN in %s (%s); training again.", folder, exc)
+        return None
+    if verbose:
+        print(f"[cnn] reusing the model trained on these same rows with these settings: {folder}", flush=True)
+    return model, state
+
+
+def store_trained(folder: Path, model, state: dict) -> None:
+    """Store a trained model and its fitted state in ``folder``, atomically (kept if it already exists)."""
+    if folder.is_dir():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        model.save(tmp / "cnn.keras")
+        (tmp / "state.json").write_text(json.dumps(state, default=float))
+        os.replace(tmp, folder)
+    except OSError as exc:
+        log.warning("Could not store the trained CNN in the cache (%s).", exc)
+        shutil.rmtree(tmp, ignore_errors=True)
