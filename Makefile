@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
 .PHONY: install run test test-fast lint experiments ui check-data bench clean help tables table-wbc table-all-hem \
-        table-all-pbs $(EXPERIMENTS)
+        table-all-pbs table-repeats $(EXPERIMENTS)
 
 help:
 	@echo "make run          install, then run the main experiment (all_hem; synthetic data if none is found)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint         install, then check the code with ruff (rules in pyproject.toml)"
 	@echo "make experiments  run all_hem, wbc5, pbc8 and all_pbs"
 	@echo "make tables       rerun what is missing, then write experiments/<name>/results.md from MLflow"
+	@echo "make table-repeats  the cascade variants on 5-fold CV of wbc5 and pbc8 (mean ± sd, per split)"
 	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
 	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
 	@echo "make bench        run the benchmark scripts"
@@ -43,7 +44,7 @@ $(EXPERIMENTS): install
 
 experiments: $(EXPERIMENTS)
 
-TABLE = $(BIN)/python -m hybridwbc.tables --ensure --uri sqlite:///$(CURDIR)/mlflow.db --out experiments
+TABLE = $(BIN)/python -m hybridwbc.tables --ensure --uri sqlite:///mlflow.db --out experiments
 
 table-wbc: install
 	$(TABLE) wbc5_compare pbc8_compare
@@ -54,8 +55,11 @@ table-all-hem: install
 table-all-pbs: install
 	$(TABLE) all_pbs_compare
 
+table-repeats: install
+	$(TABLE) wbc5_cascades_cv pbc8_cascades_cv
+
 tables: table-wbc table-all-hem table-all-pbs
-	$(BIN)/python -m hybridwbc.tables --timing --uri sqlite:///$(CURDIR)/mlflow.db --out experiments \
+	$(BIN)/python -m hybridwbc.tables --timing --uri sqlite:///mlflow.db --out experiments \
 		wbc5_compare pbc8_compare all_hem_compare all_pbs_compare
 
 ui: install

@@ -21,7 +21,8 @@ __all__ = [
     "Layout", "Protocol", "InputKind", "SegmentMode", "SyntheticConfig", "DataConfig", "SegmentConfig",
     "FeaturesConfig", "SearchConfig",
     "ClassifierConfig", "EvalConfig", "TrackingConfig", "PathsConfig", "Config",
-    "register_schemas", "build_featurizer", "build_estimator", "enum_value", "config_hash", "compose_experiment",
+    "register_schemas", "build_featurizer", "build_estimator", "enum_value", "config_hash", "code_version", "conf_dir",
+    "compose_experiment",
 ]
 
 
@@ -184,6 +185,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    #: Caveats a reader of the experiment's result table must see (printed under the table's provenance).
+    notes: list[str] = field(default_factory=list)
 
 
 def enum_value(x):
@@ -193,27 +196,53 @@ def enum_value(x):
 
 def config_hash(cfg) -> str:
     """A short hash of what determines a run's results: the resolved config without ``paths``,
-    ``tracking`` and ``progress``. ``make tables`` reruns an experiment when no finished run has it."""
+    ``tracking``, ``progress`` and ``notes``. ``make tables`` reruns an experiment when no finished run
+    has it (and the current :func:`code_version`)."""
     import hashlib
     import json
 
     from omegaconf import OmegaConf
 
     data = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
-    for key in ("paths", "tracking", "progress", "hydra"):
+    for key in ("paths", "tracking", "progress", "hydra", "notes"):
         data.pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def compose_experiment(experiment: str, overrides=()):
-    """Compose ``conf/config.yaml`` with ``+experiment=<experiment>`` outside a Hydra run."""
+def code_version() -> str:
+    """A short hash of the code and configs that make a result: every ``.py`` file of the package and
+    every ``.yaml`` file of the config tree, by relative path and content.
+
+    Unlike the git commit it ignores documentation and result tables, and it is defined for an
+    installed package too; a run made by other code never matches (``make tables`` reruns it).
+    """
+    import hashlib
     from pathlib import Path
 
+    h = hashlib.sha256()
+    for base, pattern in ((Path(__file__).resolve().parent, "*.py"), (conf_dir(), "*.yaml")):
+        for f in sorted(base.rglob(pattern)):
+            if "__pycache__" in f.parts:
+                continue
+            h.update(f"{base.name}/{f.relative_to(base).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def conf_dir():
+    """The folder of ``config.yaml`` (the Hydra config tree)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_experiment(experiment: str, overrides=()):
+    """Compose ``conf/config.yaml`` with ``+experiment=<experiment>`` outside a Hydra run."""
     from hydra import compose, initialize_config_dir
 
     register_schemas()
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return compose("config", overrides=[f"+experiment={experiment}", "paths.root=.", *overrides])
 
 

@@ -89,7 +89,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
 
 def _track_config(cfg, tracker, run_dir: Path, experiment: str, choices: dict, command, method_cfgs) -> None:
     """Write and log the resolved config; log choices and the config's params; tag the run."""
-    from hybridwbc.config import config_hash
+    from hybridwbc.config import code_version, config_hash
     from hybridwbc.tracking import flatten, git_commit, library_versions
 
     resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
@@ -102,7 +102,7 @@ def _track_config(cfg, tracker, run_dir: Path, experiment: str, choices: dict, c
     tracker.log_params(params)
     tracker.set_tags({"git_commit": git_commit(cfg.paths.root), "experiment": experiment,
                       "command": command or f"python -m hybridwbc.run +experiment={experiment}",
-                      "config_hash": config_hash(cfg),
+                      "config_hash": config_hash(cfg), "code_version": code_version(),
                       "role": "comparison" if len(method_cfgs) > 1 else "single",
                       **{f"version.{k}": v for k, v in library_versions().items()}})
 
@@ -128,7 +128,7 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
     from hybridwbc.data.splits import has_subjects, split_groups
     from hybridwbc.errors import DataLayoutError
     from hybridwbc.evaluate.method import RunData
-    from hybridwbc.features.table import featurize_manifest
+    from hybridwbc.features.table import featurize_manifest, full_table
 
     data = load_dataset(cfg.data, cfg.paths.root, cfg.paths.cache_dir, seed=cfg.seed)
     manifest = data.manifest
@@ -148,24 +148,25 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
                         ignore_index=True)
     skipped.to_csv(run_dir / "skipped.csv", index=False)
     tracker.log_artifact(run_dir / "skipped.csv")
-    kept = manifest.iloc[table.index].reset_index(drop=True)
+    kept = manifest.reset_index(drop=True)
+    features, reasons = full_table(table, kept["path"].tolist())
     y = kept["label"].to_numpy(dtype=object)
-    if len(set(y)) < 2:
+    if len(set(y[reasons == ""])) < 2:
         raise DataLayoutError(
-            f"After skipping {len(table.skipped)} unreadable or cell-less images, {len(set(y))} class(es) remain "
-            f"in {str(data.root)!r}; classification needs two. See skipped.csv in {run_dir}."
+            f"After skipping {len(table.skipped)} unreadable or cell-less images, {len(set(y[reasons == '']))} "
+            f"class(es) remain in {str(data.root)!r}; classification needs two. See skipped.csv in {run_dir}."
         )
     if cfg.features.overlays:
         from hybridwbc.report.overlay import manifest_overlays
 
-        if manifest_overlays(featurizer, kept, run_dir / "segmentation_overlays.png",
+        if manifest_overlays(featurizer, kept[reasons == ""], run_dir / "segmentation_overlays.png",
                              n_per_class=cfg.eval.n_overlays_per_class, seed=cfg.seed):
             tracker.log_artifact(run_dir / "segmentation_overlays.png")
     common = {"n_images": float(len(manifest)), "n_skipped": float(len(skipped)), "data_s": round(data_s, 3),
               "features_s": round(features_s, 3), "features_cached": float(table.n_cached)}
     tracker.set_tags({"ci.resampling": "subjects" if has_subjects(kept) else "images"})
-    rows = RunData(cfg=cfg, experiment=experiment, kept=kept, features=table.X, y=y, groups=split_groups(kept),
-                   subjects=has_subjects(kept), banner=_banner(data))
+    rows = RunData(cfg=cfg, experiment=experiment, kept=kept, features=features, y=y, groups=split_groups(kept),
+                   subjects=has_subjects(kept), banner=_banner(data), skip_reason=reasons)
     return data, rows, common
 
 
@@ -188,6 +189,7 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
                             "classifier.input": input_kind, "features.name": cfg.features.name})
     X = design_matrix(input_kind, rows.kept["path"].tolist(), rows.features)
     res = evaluate_method(rows, name, method_cfg, estimator, X, out_dir, common)
+    tracker.set_tags(res.tags)
     for step, row in res.epochs:
         tracker.log_metrics(row, step=step)
     pipeline = WBCPipeline(featurizer, res.final, info={

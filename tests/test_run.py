@@ -97,6 +97,41 @@ def test_bad_files_are_skipped_counted_and_listed(save_png, compose, tmp_path, f
     assert set(skipped["stage"]) == {"features"}
 
 
+def test_skipped_images_stay_in_the_splits_and_count_as_coverage(save_png, compose, tmp_path, folder_dataset):
+    """A cell-less or unreadable image is a test row the method skipped, never dropped before splitting."""
+    (folder_dataset / "lymphocyte" / "zero.jpg").write_bytes(b"")
+    for i in range(2):
+        save_png(folder_dataset / "eosinophil" / f"blank{i}.png", np.full((64, 64, 3), 230, np.uint8))
+    cfg, choices = compose("data=folders", f"data.root={folder_dataset}", "eval=cv", "eval.n_splits=3",
+                           "eval.n_bootstrap=20", "classifier=random_forest", "tracking=disabled")
+    m = run_experiment(cfg, tmp_path / "run", "bad", choices)["metrics"]
+    assert m["n_test_rows"] == 27 and m["n_scored"] == 24 and m["n_skipped_test"] == 3
+    assert m["coverage"] == pytest.approx(24 / 27)
+    # on all test rows a skipped row counts wrong
+    assert m["all_accuracy"] == pytest.approx(m["accuracy"] * 24 / 27)
+    assert m["all_n_test"] == 27 and m["n_test"] == 24
+    pred = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    skipped = pred[pred["status"] == "skipped"]
+    assert len(pred) == 27 and len(skipped) == 3 and skipped["predicted"].isna().all()
+    assert skipped["reason"].str.contains("NoCellFoundError").sum() == 2
+    assert skipped["reason"].str.contains("ImageReadError").sum() == 1
+    # each split's scores are logged for repeated-split tables
+    assert {f"split{k}_balanced_accuracy" for k in range(3)} <= set(m)
+
+
+def test_a_cnn_reading_images_still_scores_cells_the_segmentation_missed():
+    from hybridwbc.evaluate.method import RunData
+
+    reasons = np.array(["", "NoCellFoundError: no nucleus", "ImageReadError: truncated", "non-finite feature values"],
+                       dtype=object)
+    rows = RunData(cfg=None, experiment="x", kept=pd.DataFrame(), features=np.zeros((4, 1)),
+                   y=np.array(["a", "b", "a", "b"], dtype=object), groups=np.arange(4).astype(object),
+                   subjects=False, skip_reason=reasons)
+    assert rows.usable("features").tolist() == [True, False, False, False]
+    assert rows.usable("paths_features").tolist() == [True, False, False, False]
+    assert rows.usable("paths").tolist() == [True, True, False, True]
+
+
 def test_failed_run_is_marked_failed_in_mlflow(compose, tmp_path):
     cfg, choices = compose("data=folders", f"data.root={tmp_path}/missing")
     with pytest.raises(DataLayoutError, match="does not exist"):

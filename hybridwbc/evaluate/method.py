@@ -4,9 +4,13 @@
 (:class:`RunData`: the kept rows, the feature table, labels, groups), and
 
 1. predicts every row out of sample (:func:`~hybridwbc.evaluate.protocol.predict_out_of_sample`);
-2. scores the predictions per cell, and where the config asks also collapsed to binary groups,
-   per subject, and on a LEAKY random cell split of the same rows (reported only to show how
-   much such a split inflates the score);
+   the splits are drawn over all rows, so a test row the method cannot score (no cell found for a
+   method that needs segmentation) is a *skipped* row of its coverage, never silently dropped;
+2. scores the predictions per cell on the scored rows and on all test rows (a skipped row counted
+   wrong: the ``all_`` metrics), and where the config asks also collapsed to binary groups, per
+   subject, and on a LEAKY random cell split of the same rows (reported only to show how much such a
+   split inflates the score); each variant records how its interval was resampled
+   (:data:`CI_RESAMPLING` tags), and cross-validation also logs each split's scores (``split<k>_``);
 3. writes ``predictions.csv``, ``per_class_report.csv``, ``risk_coverage.csv``, ``duplicates.csv``
    (exact duplicates across a split) and the figures of :mod:`hybridwbc.report`;
 4. keeps the final model (:func:`~hybridwbc.evaluate.protocol.final_model`) and, when it holds a
@@ -29,10 +33,10 @@ import pandas as pd
 
 from hybridwbc.config import enum_value
 from hybridwbc.evaluate.metrics import aggregate_by_group, evaluate_predictions, most_confident_errors, to_binary
-from hybridwbc.evaluate.protocol import Predictions, final_model, predict_out_of_sample
+from hybridwbc.evaluate.protocol import Predictions, final_model, predict_out_of_sample, with_skipped
 from hybridwbc.models.parts import trained_cnn
 
-__all__ = ["RunData", "MethodResult", "evaluate_method", "ARTIFACTS"]
+__all__ = ["RunData", "MethodResult", "evaluate_method", "ARTIFACTS", "SPLIT_METRICS"]
 
 log = logging.getLogger("hybridwbc")
 
@@ -52,8 +56,9 @@ class RunData:
         The composed config (``eval``, ``seed``, ``features.name`` are read).
     experiment : str
     kept : DataFrame
-        Manifest rows that were featurized, in feature-table order.
+        Every manifest row (every image the scan accepted), in feature-table order.
     features : ndarray of shape (n, n_features), float64
+        NaN rows where the featurizer skipped the image (see ``skip_reason``).
     y, groups : ndarray of shape (n,), object
         Labels, and split groups (subjects, else content hashes).
     subjects : bool
@@ -70,6 +75,19 @@ class RunData:
     groups: np.ndarray
     subjects: bool
     banner: str = ""
+    skip_reason: np.ndarray | None = None
+
+    def usable(self, input_kind: str) -> np.ndarray:
+        """Rows a method with this ``classifier.input`` can fit on and score, ``(n,) bool``.
+
+        Methods that read features need a featurized row; a CNN reading the image itself needs only
+        a readable image (a cell the segmentation missed is still scored).
+        """
+        reason = (np.full(len(self.y), "", dtype=object) if self.skip_reason is None
+                  else np.asarray(self.skip_reason, dtype=object))
+        if input_kind == "paths":
+            return np.array([not str(r).startswith("ImageReadError") for r in reason], dtype=bool)
+        return reason == ""
 
 
 @dataclass
@@ -86,12 +104,19 @@ class MethodResult:
         The model to keep.
     epochs : list of (int, dict)
         Per-epoch CNN metrics (``epoch.<name>``) for a tracker; empty without a CNN.
+    tags : dict of str to str
+        ``ci.resampling.<variant>``: what each variant's bootstrap resampled.
     """
 
     metrics: dict
     pred: Predictions
     final: object
     epochs: list = field(default_factory=list)
+    tags: dict = field(default_factory=dict)
+
+
+#: Metrics logged per split under cross-validation (``split<k>_<metric>``), for repeated-split tables.
+SPLIT_METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")
 
 
 def evaluate_method(data: RunData, name: str, method_cfg, estimator, X: np.ndarray, out_dir, common: dict
@@ -99,64 +124,133 @@ def evaluate_method(data: RunData, name: str, method_cfg, estimator, X: np.ndarr
     """Evaluate one method on ``X`` (its design matrix of ``data``'s rows) and write its files to ``out_dir``.
 
     ``common`` (run-level numbers: images, skipped, data and feature times) is added to the metrics.
+    Times: ``fit_predict_s`` (the evaluated splits), ``leaky_fit_predict_s`` (the leaky reference's fits),
+    ``refit_s`` (the final model under cross-validation), ``eval_s`` (metrics, intervals, figures only) and
+    ``cnn_fit_s`` (CNN training inside all of these, trainings read from the cache excluded).
     """
     cfg, ev = data.cfg, data.cfg.eval
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = enum_value(ev.protocol)
+    usable = data.usable(enum_value(method_cfg.input))
     t = time.perf_counter()
     pred, splits, fitted = predict_out_of_sample(
         estimator, X, data.y, data.groups, protocol=protocol, test_size=ev.test_size, n_splits=ev.n_splits,
-        grouped=ev.grouped, seed=cfg.seed)
-    fit_s = time.perf_counter() - t
-    t = time.perf_counter()
+        grouped=ev.grouped, seed=cfg.seed, usable=usable)
+    times = {"fit_predict_s": time.perf_counter() - t, "leaky_fit_predict_s": 0.0}
+    cnn_s = _cnn_seconds(fitted)
     title = f"{data.experiment}: {cfg.features.name} + {name} ({protocol})"
-    metrics, result = _scores(data, pred, estimator, X, out_dir, title)
+    metrics, result, tags, leaky = _scores(data, pred, estimator, X, usable, out_dir, title, times)
+    cnn_s += _cnn_seconds(leaky)
+    t = time.perf_counter()
     _write_predictions(data, pred, splits, result, metrics, out_dir, title)
-    eval_s = time.perf_counter() - t
-    final = final_model(estimator, fitted, protocol, X, data.y, data.groups)
+    times["eval_s"] = time.perf_counter() - t + times.pop("scores_s")
+    t = time.perf_counter()
+    final = final_model(estimator, fitted, protocol, X, data.y, data.groups, usable)
+    times["refit_s"] = time.perf_counter() - t
+    if protocol != "holdout":
+        cnn_s += _cnn_seconds([final])
     epochs = _cnn_report(final, metrics, out_dir, title)
     metrics.update(common)
-    metrics.update({"fit_predict_s": round(fit_s, 3), "eval_s": round(eval_s, 3)})
+    metrics.update({k: round(v, 3) for k, v in times.items()})
+    if trained_cnn(final) is not None:
+        metrics["cnn_fit_s"] = round(cnn_s, 3)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    return MethodResult(metrics=metrics, pred=pred, final=final, epochs=epochs)
+    return MethodResult(metrics=metrics, pred=pred, final=final, epochs=epochs, tags=tags)
 
 
-def _scores(data: RunData, pred: Predictions, estimator, X, out_dir: Path, title: str) -> tuple:
-    """``(metrics, per-cell result)``: per-cell metrics, plus the binary, per-subject and leaky variants the
-    config asks for."""
+def _cnn_seconds(fitted) -> float:
+    """Seconds spent training the CNNs inside fitted estimators (trainings read from the cache count 0)."""
+    total = 0.0
+    for est in fitted:
+        cnn = trained_cnn(est)
+        if cnn is not None and not getattr(cnn, "from_cache_", False):
+            total += float(getattr(cnn, "fit_seconds_", 0.0))
+    return total
+
+
+def _coverage(pred: Predictions) -> dict:
+    """Test rows of the splits, those scored and those skipped (no cell found, unreadable)."""
+    n_scored, n_skipped = len(pred.rows), len(pred.skipped)
+    n = n_scored + n_skipped
+    return {"n_test_rows": float(n), "n_scored": float(n_scored), "n_skipped_test": float(n_skipped),
+            "coverage": float(n_scored / n) if n else float("nan")}
+
+
+def _split_scores(pred: Predictions, protocol: str) -> dict:
+    """Each split's scores on its scored rows (``split<k>_<metric>``) under cross-validation; ``{}`` otherwise."""
+    from hybridwbc.evaluate.metrics import classification_metrics
+
+    if protocol != "cv":
+        return {}
+    out = {}
+    for k in np.unique(pred.fold):
+        on = pred.fold == k
+        m = classification_metrics(pred.y_true[on], pred.y_pred[on], None, pred.classes)
+        out.update({f"split{int(k)}_{key}": m[key] for key in SPLIT_METRICS})
+    return out
+
+
+#: What each variant's bootstrap interval resamples, by metric prefix (``{unit}``: subjects where the
+#: rows have subject ids, else images). The leaky split ignores subjects, so its rows are resampled as cells.
+CI_RESAMPLING = {"": "{unit}", "all_": "{unit}", "binary_": "{unit}", "subject_": "subjects",
+                 "leaky_": "cells (the leaky split ignores subjects)"}
+
+
+def _scores(data: RunData, pred: Predictions, estimator, X, usable, out_dir: Path, title: str, times: dict
+            ) -> tuple:
+    """``(metrics, per-cell result, tags, leaky fitted estimators)``: per-cell metrics on the scored rows and
+    on all test rows, coverage, per-split scores, plus the binary, per-subject and leaky variants the config
+    asks for. ``times`` receives ``leaky_fit_predict_s`` and ``scores_s``."""
     from omegaconf import OmegaConf
 
     from hybridwbc.report.plots import confusion_matrix_png
 
+    t0 = time.perf_counter()
     cfg, ev = data.cfg, data.cfg.eval
+    kw = {"positive": ev.positive_label, "n_bootstrap": ev.n_bootstrap, "ci": ev.ci, "seed": cfg.seed}
     boot_groups = data.groups[pred.rows] if data.subjects else None
-    result = evaluate_predictions(pred, boot_groups, positive=ev.positive_label, n_bootstrap=ev.n_bootstrap,
-                                  ci=ev.ci, seed=cfg.seed)
+    result = evaluate_predictions(pred, boot_groups, **kw)
     metrics = dict(result.metrics)
+    metrics.update(_coverage(pred))
+    metrics.update(_split_scores(pred, enum_value(ev.protocol)))
+    if len(pred.skipped):
+        apred = with_skipped(pred, data.y)
+        ares = evaluate_predictions(apred, data.groups[apred.rows] if data.subjects else None, **kw).metrics
+    else:  # every test row was scored: the same numbers
+        ares = result.metrics
+    metrics.update({f"all_{k}": v for k, v in ares.items()})
+    variants = ["", "all_"]
     if ev.binary_groups:
         bpred = to_binary(pred, OmegaConf.to_container(ev.binary_groups), ev.binary_positive)
-        bres = evaluate_predictions(bpred, boot_groups, positive=ev.binary_positive,
-                                    n_bootstrap=ev.n_bootstrap, ci=ev.ci, seed=cfg.seed)
+        bres = evaluate_predictions(bpred, boot_groups, **{**kw, "positive": ev.binary_positive})
         metrics.update({f"binary_{k}": v for k, v in bres.metrics.items()})
         confusion_matrix_png(bres.confusion, bres.classes, out_dir / "confusion_matrix_binary.png", title)
+        variants.append("binary_")
     if ev.subject_level and data.subjects:
         spred, _ = aggregate_by_group(pred, data.groups[pred.rows])
-        sres = evaluate_predictions(spred, None, positive=ev.positive_label, n_bootstrap=ev.n_bootstrap,
-                                    ci=ev.ci, seed=cfg.seed)
+        sres = evaluate_predictions(spred, None, **kw)
         metrics.update({f"subject_{k}": v for k, v in sres.metrics.items()})
         confusion_matrix_png(sres.confusion, sres.classes, out_dir / "confusion_matrix_subjects.png",
                              f"{title}, per subject")
+        variants.append("subject_")
+    leaky = []
     if ev.leaky_reference:
         # The same method on a random cell-level split that ignores subjects: LEAKY, reported only to
         # show how much such a split inflates the score (as in studies that split by cell).
-        lpred, _, _ = predict_out_of_sample(estimator, X, data.y, data.groups, protocol=enum_value(ev.protocol),
-                                            test_size=ev.test_size, n_splits=ev.n_splits, grouped=False,
-                                            seed=cfg.seed)
-        lres = evaluate_predictions(lpred, None, positive=ev.positive_label, n_bootstrap=ev.n_bootstrap,
-                                    ci=ev.ci, seed=cfg.seed)
+        t = time.perf_counter()
+        lpred, _, leaky = predict_out_of_sample(estimator, X, data.y, data.groups,
+                                                protocol=enum_value(ev.protocol), test_size=ev.test_size,
+                                                n_splits=ev.n_splits, grouped=False, seed=cfg.seed, usable=usable)
+        times["leaky_fit_predict_s"] = time.perf_counter() - t
+        t0 += times["leaky_fit_predict_s"]
+        lres = evaluate_predictions(lpred, None, **kw)
         metrics.update({f"leaky_{k}": v for k, v in lres.metrics.items()})
-    return metrics, result
+        variants.append("leaky_")
+    unit = "subjects" if data.subjects else "images"
+    tags = {f"ci.resampling.{v.rstrip('_') or 'cell'}": CI_RESAMPLING[v].format(unit=unit) for v in variants}
+    times["scores_s"] = time.perf_counter() - t0
+    return metrics, result, tags, leaky
 
 
 def _write_predictions(data: RunData, pred: Predictions, splits, result, metrics: dict, out_dir: Path,
@@ -182,6 +276,14 @@ def _write_predictions(data: RunData, pred: Predictions, splits, result, metrics
     preds.insert(4, "predicted", pred.y_pred)
     for j, c in enumerate(pred.classes):
         preds[f"p_{c}"] = pred.proba[:, j]
+    preds["status"], preds["reason"] = "scored", ""
+    if len(pred.skipped):
+        skipped = data.kept.iloc[pred.skipped][["path", "label", "subject"]].reset_index(drop=True)
+        skipped.insert(3, "fold", pred.skipped_fold)
+        skipped["status"] = "skipped"
+        skipped["reason"] = (np.asarray(data.skip_reason, dtype=object)[pred.skipped]
+                             if data.skip_reason is not None else "")
+        preds = pd.concat([preds, skipped], ignore_index=True)
     preds.to_csv(out_dir / "predictions.csv", index=False)
     result.report.to_csv(out_dir / "per_class_report.csv", index=False)
     metrics.update(calibration_metrics(pred.y_true, pred.proba, pred.classes))
@@ -205,6 +307,6 @@ def _cnn_report(final, metrics: dict, out_dir: Path, title: str) -> list:
     epochs = [(step, {f"epoch.{k}": v for k, v in row.items()}) for step, row in history_metrics(cnn.history_)]
     training_curves_png(cnn.history_, out_dir / "training_curves.png", f"{title}: CNN training",
                         best_epoch=cnn.best_epoch_)
-    metrics.update({"cnn_fit_s": float(cnn.fit_seconds_), "cnn_best_epoch": float(cnn.best_epoch_),
+    metrics.update({"cnn_best_epoch": float(cnn.best_epoch_),
                     "cnn_val_accuracy": float(cnn.val_accuracy_ if cnn.val_accuracy_ is not None else np.nan)})
     return epochs

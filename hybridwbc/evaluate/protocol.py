@@ -8,7 +8,7 @@ split, producing out-of-sample predictions for every evaluated row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from hybridwbc.data.splits import holdout_split, kfold_splits
 from hybridwbc.errors import ConfigError
 from hybridwbc.models.parts import proba_over, takes_groups
 
-__all__ = ["Predictions", "fit_estimator", "predict_out_of_sample", "final_model"]
+__all__ = ["Predictions", "fit_estimator", "make_splits", "predict_out_of_sample", "with_skipped", "SKIPPED",
+           "final_model"]
 
 
 @dataclass
@@ -32,6 +33,10 @@ class Predictions:
     proba : ndarray of shape (n, n_classes), dtype float64
         Columns follow ``classes``.
     classes : list of str
+    skipped : ndarray of shape (m,), dtype int64
+        Positions of the test rows of every split that the method could not score (no cell found for a
+        method that needs segmentation, unreadable image); empty when every test row was scored.
+    skipped_fold : ndarray of shape (m,), dtype int64
     """
 
     rows: np.ndarray
@@ -40,6 +45,8 @@ class Predictions:
     y_pred: np.ndarray
     proba: np.ndarray
     classes: list
+    skipped: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    skipped_fold: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def fit_estimator(estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
@@ -59,10 +66,33 @@ def fit_estimator(estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray | 
     return estimator.fit(X, y)
 
 
+def make_splits(y: np.ndarray, groups: np.ndarray, protocol: str = "holdout", test_size: float = 0.2,
+                n_splits: int = 5, grouped: bool = True, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(train, test)`` index arrays of a protocol (``holdout``: one split; ``cv``: ``n_splits`` folds).
+
+    Raises
+    ------
+    ConfigError
+        If ``protocol`` is neither ``holdout`` nor ``cv``.
+    """
+    y = np.asarray(y, dtype=object)
+    if protocol == "holdout":
+        return [holdout_split(y, groups, test_size=test_size, seed=seed, grouped=grouped)]
+    if protocol == "cv":
+        return list(kfold_splits(y, groups, n_splits=n_splits, seed=seed, grouped=grouped))
+    raise ConfigError(f"Unknown eval.protocol {protocol!r}. Expected 'holdout' or 'cv'.")
+
+
 def predict_out_of_sample(estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray, protocol: str = "holdout",
-                          test_size: float = 0.2, n_splits: int = 5, grouped: bool = True, seed: int = 0
+                          test_size: float = 0.2, n_splits: int = 5, grouped: bool = True, seed: int = 0,
+                          usable: np.ndarray | None = None
                           ) -> tuple[Predictions, list[tuple[np.ndarray, np.ndarray]], list]:
     """Fit on training splits only and predict the held-out rows.
+
+    The splits are drawn over *all* rows, so every method of a comparison meets the same test rows;
+    rows a method cannot use (``usable`` false: no cell found for a method that needs segmentation,
+    unreadable images) are left out of its fits and reported as ``skipped`` test rows, never dropped
+    silently.
 
     Parameters
     ----------
@@ -79,6 +109,8 @@ def predict_out_of_sample(estimator, X: np.ndarray, y: np.ndarray, groups: np.nd
     grouped : bool
         ``False`` splits by row (leaky where subjects exist).
     seed : int
+    usable : ndarray of shape (n,), dtype bool, optional
+        Rows this method can fit on and score (default: all).
 
     Returns
     -------
@@ -89,15 +121,15 @@ def predict_out_of_sample(estimator, X: np.ndarray, y: np.ndarray, groups: np.nd
     from sklearn.base import clone
 
     y = np.asarray(y, dtype=object)
-    classes = sorted(set(y.tolist()))
-    if protocol == "holdout":
-        splits = [holdout_split(y, groups, test_size=test_size, seed=seed, grouped=grouped)]
-    elif protocol == "cv":
-        splits = list(kfold_splits(y, groups, n_splits=n_splits, seed=seed, grouped=grouped))
-    else:
-        raise ConfigError(f"Unknown eval.protocol {protocol!r}. Expected 'holdout' or 'cv'.")
-    rows, folds, preds, probas, fitted = [], [], [], [], []
+    usable = np.ones(len(y), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+    classes = sorted(set(y[usable].tolist()))
+    splits = make_splits(y, groups, protocol, test_size, n_splits, grouped, seed)
+    rows, folds, preds, probas, fitted, skipped, skipped_fold = [], [], [], [], [], [], []
     for k, (train, test) in enumerate(splits):
+        train = train[usable[train]]
+        skipped.append(test[~usable[test]])
+        skipped_fold.append(np.full(int((~usable[test]).sum()), k))
+        test = test[usable[test]]
         est = fit_estimator(clone(estimator), X[train], y[train], groups[train])
         fitted.append(est)
         p = proba_over(est, X[test], classes)
@@ -107,13 +139,40 @@ def predict_out_of_sample(estimator, X: np.ndarray, y: np.ndarray, groups: np.nd
         preds.append(np.asarray(est.predict(X[test]), dtype=object))
     rows = np.concatenate(rows)
     return Predictions(rows=rows, fold=np.concatenate(folds), y_true=y[rows], y_pred=np.concatenate(preds),
-                       proba=np.vstack(probas), classes=classes), splits, fitted
+                       proba=np.vstack(probas), classes=classes,
+                       skipped=np.concatenate(skipped).astype(np.int64),
+                       skipped_fold=np.concatenate(skipped_fold).astype(np.int64)), splits, fitted
 
 
-def final_model(estimator, fitted: list, protocol: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray):
-    """The model a run keeps: the evaluated one (``holdout``), or a clone refitted on all rows (``cv``)."""
+#: The label a skipped test row gets when metrics count it (always wrong).
+SKIPPED = "(skipped)"
+
+
+def with_skipped(pred: Predictions, y: np.ndarray) -> Predictions:
+    """``pred`` extended by its skipped test rows, each predicted :data:`SKIPPED` (counted wrong) with
+    uniform probabilities: metrics on *all* test rows of the splits, not only the scored ones.
+
+    Parameters
+    ----------
+    pred : Predictions
+    y : ndarray of shape (n,)
+        Labels of every row of the table (``pred.rows`` and ``pred.skipped`` index it).
+    """
+    m, k = len(pred.skipped), len(pred.classes)
+    y = np.asarray(y, dtype=object)
+    return Predictions(rows=np.concatenate([pred.rows, pred.skipped]),
+                       fold=np.concatenate([pred.fold, pred.skipped_fold]),
+                       y_true=np.concatenate([pred.y_true, y[pred.skipped]]),
+                       y_pred=np.concatenate([pred.y_pred, np.full(m, SKIPPED, dtype=object)]),
+                       proba=np.vstack([pred.proba, np.full((m, k), 1.0 / k)]), classes=pred.classes)
+
+
+def final_model(estimator, fitted: list, protocol: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                usable: np.ndarray | None = None):
+    """The model a run keeps: the evaluated one (``holdout``), or a clone refitted on all usable rows (``cv``)."""
     if protocol == "holdout":
         return fitted[0]
     from sklearn.base import clone
 
-    return fit_estimator(clone(estimator), X, y, groups)
+    keep = np.ones(len(y), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+    return fit_estimator(clone(estimator), X[keep], np.asarray(y, dtype=object)[keep], np.asarray(groups)[keep])

@@ -21,7 +21,8 @@ from hybridwbc.errors import ConfigError, HybridWBCError, NoCellFoundError
 from hybridwbc.features.base import ImageFeaturizer
 from hybridwbc.features.cache import FeatureCache
 
-__all__ = ["FeatureTable", "featurize_manifest", "featurize_paths", "design_matrix", "design_names", "INPUT_KINDS"]
+__all__ = ["FeatureTable", "featurize_manifest", "featurize_paths", "full_table", "design_matrix", "design_names",
+           "INPUT_KINDS"]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,30 @@ def featurize_manifest(featurizer: ImageFeaturizer, manifest: pd.DataFrame, cach
     """Featurize every row of a manifest (see :func:`featurize_paths`)."""
     return featurize_paths(featurizer, manifest["path"].tolist(), manifest["sha256"].tolist(),
                            cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
+
+
+def full_table(table: FeatureTable, paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The feature table spread over all input rows (``paths``, as featurized): skipped rows are NaN, with
+    their reason.
+
+    Returns
+    -------
+    X : ndarray of shape (n_rows, n_features), dtype float64
+        ``table.X`` at ``table.index``; NaN elsewhere.
+    reasons : ndarray of shape (n_rows,), dtype object
+        ``""`` for featurized rows, else why the row was skipped (``skipped.csv``'s reason).
+    """
+    paths = [str(p) for p in paths]
+    n_rows = len(paths)
+    X = np.full((n_rows, len(table.names)), np.nan)
+    X[table.index] = table.X
+    reasons = np.full(n_rows, "", dtype=object)
+    featurized = np.zeros(n_rows, dtype=bool)
+    featurized[table.index] = True
+    by_path = dict(zip(table.skipped["path"].astype(str), table.skipped["reason"].astype(str)))
+    for i in np.flatnonzero(~featurized):
+        reasons[i] = by_path.get(paths[i]) or "skipped"
+    return X, reasons
 
 
 #: What a classifier's ``X`` can be (``classifier.input``; :class:`hybridwbc.config.InputKind`).

@@ -101,3 +101,27 @@ def test_subject_level_aggregation_and_errors():
     with pytest.raises(DataLayoutError, match="one label per subject"):
         aggregate_by_group(pred, np.array(["S1", "S1", "S1", "H2"], dtype=object))
     assert most_confident_errors(pred, 5).tolist() == [3, 1]
+
+
+def test_comparison_ranks_and_tests_on_all_test_rows(tmp_path):
+    """A method cannot win by skipping the hard cells: skipped test rows count wrong in the ranking and
+    in McNemar's pairs, aligned by row across methods that skipped different rows."""
+    from hybridwbc.evaluate.compare import compare_methods
+
+    y = np.array(["a", "b"] * 5, dtype=object)
+    proba = np.full((10, 2), 0.5)
+    # "careful" scores every row and gets 8 right; "skippy" skips rows 0-3 and gets the other 6 right
+    careful = Predictions(rows=np.arange(10), fold=np.zeros(10, int), y_true=y,
+                          y_pred=np.where(np.arange(10) < 8, y, np.where(y == "a", "b", "a")).astype(object),
+                          proba=proba, classes=["a", "b"])
+    skippy = Predictions(rows=np.arange(4, 10)[::-1], fold=np.zeros(6, int), y_true=y[4:][::-1],
+                         y_pred=y[4:][::-1].copy(), proba=proba[:6], classes=["a", "b"],
+                         skipped=np.arange(4), skipped_fold=np.zeros(4, int))
+    results = {"careful": {"metrics": {"balanced_accuracy": 0.8, "all_balanced_accuracy": 0.8}, "run_id": "1",
+                           "pred": careful},
+               "skippy": {"metrics": {"balanced_accuracy": 1.0, "all_balanced_accuracy": 0.6}, "run_id": "2",
+                          "pred": skippy}}
+    out = compare_methods(results, tmp_path)
+    assert out["best"] == "careful"
+    # rows 0-3: careful right, skippy skipped (b = 4); rows 8-9: careful wrong, skippy right (c = 2)
+    assert (out["b"], out["c"]) == (4, 2)

@@ -14,26 +14,44 @@ def _no_real_data(monkeypatch):
     monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
 
 
-def test_tables_from_a_comparison_run(compose, tmp_path):
+def test_tables_from_a_comparison_run(compose, tmp_path, monkeypatch):
     cfg, choices = compose("+experiment=all_hem_compare", *SMALL)
-    out = run_experiment(cfg, tmp_path / "run", "all_hem_compare", choices, command="python -m hybridwbc.run X")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    md = write_tables("all_hem_compare", uri, tmp_path / "experiments")
+    command = f"python -m hybridwbc.run +experiment=all_hem_compare tracking.uri={uri}"
+    out = run_experiment(cfg, tmp_path / "run", "all_hem_compare", choices, command=command)
+    md = write_tables("all_hem_compare", uri, tmp_path / "experiments", SMALL, allow_synthetic=True)
     text = md.read_text()
-    assert out["run_id"] in text and "python -m hybridwbc.run X" in text and "McNemar" in text
-    assert "resampling subjects" in text
+    assert out["run_id"] in text and "McNemar" in text
+    # no absolute path of this machine: the store is named relative to the repository
+    assert str(tmp_path) not in text
+    assert "python -m hybridwbc.run +experiment=all_hem_compare tracking.uri=sqlite:///mlflow.db" in text
+    # every group of rows says what its bootstrap resampled: the leaky rows are cells, not subjects
+    groups = {g.split("\n")[0]: g for g in text.split("### ")[1:]}
+    assert "resampling subjects" in groups["Per cell, on the test rows each method scored"]
+    leaky = groups["LEAKY random cell split (ignores subjects; for reference)"]
+    assert "resampling cells (the leaky split ignores subjects)" in leaky and "resampling subjects" not in leaky
+    # coverage: test rows scored / all test rows per method, and metrics on all test rows
+    assert "scored / test rows" in groups["Per cell, on the test rows each method scored"]
+    assert "Per cell, on all test rows (a row the method skipped counts wrong)" in groups
+    # the caveat of the experiment (notes in its config) is printed
+    assert "segmentation was not chosen blind" in text
     df = pd.read_csv(md.with_name("results.csv"))
     methods = set(df["method"])
     assert {"handcrafted_svm", "handcrafted_rf", "handcrafted_svm (per subject)",
             "handcrafted_svm (LEAKY random cell split)"} <= methods
     assert set(df["run_id"]) == {r["run_id"] for r in out["methods"].values()}
+    assert set(df.loc[df["variant"] == "leaky", "ci_resampling"]) == {"cells (the leaky split ignores subjects)"}
+    cell = df[df["variant"] == "cell"]
+    assert (cell["n_scored"] + (cell["n_test_rows"] - cell["n_scored"]) == cell["n_test_rows"]).all()
+    assert (cell["n_test_rows"] == 24).all()  # 5-fold CV: every row is a test row once
     assert {"sensitivity", "specificity", "roc_auc", "roc_auc_ci_low"} <= set(df.columns)
     row = df[df["method"] == "handcrafted_svm"].iloc[0]
     assert row["accuracy"] == pytest.approx(out["methods"]["handcrafted_svm"]["metrics"]["accuracy"])
     assert f"{row['accuracy']:.3f} [" in text
     # where the time went: per method, and one row per experiment in timing.md
     assert "## Time" in text and "| handcrafted_rf |" in text.split("## Time")[1]
-    timing = main(["all_hem_compare", "--timing", "--uri", uri, "--out", str(tmp_path / "experiments")])
+    timing = main(["all_hem_compare", "--timing", "--uri", uri, "--out", str(tmp_path / "experiments"),
+                   "--allow-synthetic", *(f"--set={o}" for o in SMALL)])
     assert timing == 0
     t = (tmp_path / "experiments" / "timing.md").read_text()
     row = [ln for ln in t.splitlines() if ln.startswith("| all_hem_compare |")][0]
@@ -42,14 +60,43 @@ def test_tables_from_a_comparison_run(compose, tmp_path):
     wall, data, feats, train, cnn, ev, other = map(float, cells[2:])
     assert wall > 0 and train >= cnn >= 0 and ev > 0
     assert data + feats + train + ev + other == pytest.approx(wall, abs=0.25)  # rounded to 0.1 min
-    with pytest.raises(DataLayoutError, match="No finished MLflow run of experiment 'nope'"):
-        write_timing(["all_hem_compare", "nope"], uri, tmp_path)
+    with pytest.raises(DataLayoutError, match="No finished MLflow run of experiment 'all_hem'"):
+        write_timing(["all_hem_compare", "all_hem"], uri, tmp_path, SMALL, allow_synthetic=True)
+    # the leaky reference's CNN trainings and fits count as training, not as evaluation
+    methods = run_timing_of(uri, "all_hem_compare")
+    child = _child_metrics(uri, out["methods"]["cnn_softmax"]["run_id"])
+    assert child["leaky_fit_predict_s"] > 0 and child["cnn_fit_s"] > 0
+    assert methods["cnn_softmax"]["train_predict"] == pytest.approx(
+        child["fit_predict_s"] + child["leaky_fit_predict_s"] + child["refit_s"])
+    # only runs of the current config, code version and real data are tabled
+    with pytest.raises(DataLayoutError, match="data source 'synthetic'"):
+        write_tables("all_hem_compare", uri, tmp_path / "x", SMALL)
+    with pytest.raises(DataLayoutError, match="config_hash"):
+        write_tables("all_hem_compare", uri, tmp_path / "x", [*SMALL, "data.max_per_class=5"], allow_synthetic=True)
+    monkeypatch.setattr("hybridwbc.config.code_version", lambda: "0123456789abcdef")
+    with pytest.raises(DataLayoutError, match="code_version"):
+        write_tables("all_hem_compare", uri, tmp_path / "x", SMALL, allow_synthetic=True)
+
+
+def run_timing_of(uri, experiment):
+    from mlflow.tracking import MlflowClient
+
+    from hybridwbc.report.tables import latest_run, run_timing
+
+    client = MlflowClient(tracking_uri=uri)
+    return run_timing(client, latest_run(client, experiment))["methods"]
+
+
+def _child_metrics(uri, run_id):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri).get_run(run_id).data.metrics
 
 
 def test_missing_experiment_is_one_clear_error(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    with pytest.raises(DataLayoutError, match="No finished MLflow run of experiment 'nope'"):
-        write_tables("nope", uri, tmp_path)
-    assert main(["nope", "--uri", uri, "--out", str(tmp_path)]) == 1
+    with pytest.raises(DataLayoutError, match="No finished MLflow run of experiment 'all_hem'.*no finished run"):
+        write_tables("all_hem", uri, tmp_path)
+    assert main(["all_hem", "--uri", uri, "--out", str(tmp_path)]) == 1
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hybridwbc:")]
     assert len(err) == 1 and err[0].startswith("hybridwbc: error: No finished MLflow run")
