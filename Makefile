@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
-.PHONY: install run test test-fast lint experiments ui check-data bench clean help tables table-wbc table-all-hem \
+.PHONY: install run test test-fast lint package-check experiments ui check-data bench clean help tables table-wbc table-all-hem \
         table-all-pbs table-repeats $(EXPERIMENTS)
 
 help:
@@ -38,6 +38,18 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check hybridwbc tests bench
+
+# `pip install .` (not editable) into a fresh venv, then run the main experiment from another folder:
+# the configs must ship inside the package (no real data there: it runs on the synthetic set and says so).
+package-check:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PY) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install -q -c constraints.txt . ; \
+	cd "$$tmp" && env -u HYBRIDWBC_DATA "$$tmp/venv/bin/python" -m hybridwbc.run +experiment=all_hem \
+	  tracking.uri=sqlite:///$$tmp/mlflow.db progress=false data.synthetic.n_per_class=12 eval.n_bootstrap=20 \
+	  > "$$tmp/log" 2>&1 || { cat "$$tmp/log"; exit 1; }; \
+	grep -q "BUILT-IN SYNTHETIC" "$$tmp/log" || { cat "$$tmp/log"; echo "package-check: no synthetic banner"; exit 1; }; \
+	echo "package-check: pip install . runs +experiment=all_hem from another folder"
 
 $(EXPERIMENTS): install
 	$(BIN)/python -m hybridwbc.run +experiment=$@

@@ -49,7 +49,7 @@ def _compose(experiment: str, overrides: list[str]):
     from hybridwbc.config import register_schemas
 
     register_schemas()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "hybridwbc" / "conf"), version_base="1.3"):
         return compose("config", overrides=[f"+experiment={experiment}", f"paths.root={ROOT}", "progress=false",
                                             *overrides])
 

@@ -58,7 +58,7 @@ def _train(tmp: Path, per_class: int) -> Path:
     from hybridwbc.run import run_experiment
 
     register_schemas()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "hybridwbc" / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=wbc5", f"data.max_per_class={per_class}", "tracking=disabled",
                                            f"paths.root={ROOT}", "progress=false", "eval.n_bootstrap=0",
                                            "features.overlays=false"], return_hydra_config=True)

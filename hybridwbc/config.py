@@ -234,7 +234,7 @@ def conf_dir():
     """The folder of ``config.yaml`` (the Hydra config tree)."""
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[1] / "conf"
+    return Path(__file__).resolve().parent / "conf"
 
 
 def compose_experiment(experiment: str, overrides=()):

@@ -223,7 +223,7 @@ def _compare(results: dict, tracker, run_dir: Path, common: dict) -> str:
     return best
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point."""
     from hydra.core.hydra_config import HydraConfig

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "hybridwbc" / "conf"
 REAL_DATA = Path(os.environ.get("HYBRIDWBC_DATA", ROOT.parent / "shared" / "data"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
