@@ -14,6 +14,7 @@ def _no_real_data(monkeypatch):
     monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
 
 
+@pytest.mark.slow  # runs a whole comparison
 def test_tables_from_a_comparison_run(compose, tmp_path):
     cfg, choices = compose("+experiment=all_hem_compare", *SMALL)
     out = run_experiment(cfg, tmp_path / "run", "all_hem_compare", choices, command="python -m hybridwbc.run X")
