@@ -3,7 +3,8 @@
 Tests live in one folder per wing of the package (``tests/<wing>/``) and are collected with
 ``--import-mode=importlib``, so same-named files in different folders do not clash; nothing
 imports this module: its fixtures are requested by name. A test marked ``each_experiment`` is
-run once per experiment config, with the experiment's name as its ``name`` argument.
+run once per experiment config, with the experiment's name as its ``name`` argument
+(``each_experiment(slow_suffix="_compare")`` also marks the matching ones ``slow``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def pytest_generate_tests(metafunc):
-    if metafunc.definition.get_closest_marker("each_experiment"):
-        metafunc.parametrize("name", EXPERIMENTS)
+    marker = metafunc.definition.get_closest_marker("each_experiment")
+    if marker:  # each_experiment(slow_suffix="_compare"): those runs are also marked slow
+        suffix = marker.kwargs.get("slow_suffix")
+        metafunc.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if suffix and n.endswith(suffix) else n
+                                      for n in EXPERIMENTS])
 
 
 def pytest_collection_modifyitems(config, items):

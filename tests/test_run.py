@@ -26,7 +26,7 @@ def _mlflow_run(tmp_path, run_id):
     return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id)
 
 
-@pytest.mark.each_experiment
+@pytest.mark.each_experiment(slow_suffix=("_compare", "_cascades_cv"))  # comparisons train every method, CNNs included
 def test_experiment_smoke_runs_on_synthetic_fallback(compose, tmp_path, name):
     cfg, choices = compose(f"+experiment={name}", *SMALL)
     out = run_experiment(cfg, tmp_path / "run", name, choices)

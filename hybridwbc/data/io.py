@@ -65,7 +65,8 @@ def read_image(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
     ------
     ImageReadError
         If the file is missing, empty, not an image, truncated, too large,
-        smaller than ``MIN_SIDE`` pixels on a side, or of an unsupported mode.
+        smaller than ``MIN_SIDE`` pixels on a side, of an unsupported mode, or float with NaN or
+        infinite pixels.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -124,6 +125,11 @@ def _to_rgb_uint8(im, name: str) -> np.ndarray:
     if mode.startswith("I;16") or mode in ("I", "F"):
         arr = np.asarray(im)
         if arr.dtype.kind == "f":
+            if not np.isfinite(arr).all():
+                raise ImageReadError(
+                    f"Cannot read image {name!r}: {int(np.count_nonzero(~np.isfinite(arr)))} of its float pixels "
+                    "are NaN or infinite. Fill or crop the undefined pixels and save it again."
+                )
             arr = np.clip(arr, 0.0, 1.0) * 255.0 if arr.max(initial=0) <= 1.0 else arr
             out = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
         else:

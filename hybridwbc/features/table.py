@@ -3,7 +3,9 @@
 Images are streamed from disk one at a time inside worker processes; only the
 feature vectors come back, so memory does not grow with the number of images
 beyond the table itself. Images that cannot be read, or hold no cell, are
-skipped, counted and listed, never fatal.
+skipped, counted and listed, never fatal. A vector with NaN or infinite values
+(a featurizer bug: featurizers define their degenerate cases) is skipped too,
+never cached, and its reason names the offending features.
 """
 
 from __future__ import annotations
@@ -50,6 +52,21 @@ class FeatureTable:
     n_cached: int = 0
 
 
+#: Prefix of the skip reason of a vector with NaN or infinite values.
+NONFINITE = "non-finite feature values"
+
+
+def _nonfinite_reason(featurizer: ImageFeaturizer, vec: np.ndarray, shown: int = 10) -> str:
+    """The skip reason of a vector with non-finite values: how many, and which features (the first ``shown``)."""
+    bad = np.flatnonzero(~np.isfinite(vec))
+    names = list(featurizer.feature_names())
+    if len(names) != len(vec):
+        names = [f"feature {i}" for i in range(len(vec))]
+    listed = ", ".join(f"{names[i]}={vec[i]}" for i in bad[:shown]) + (", ..." if len(bad) > shown else "")
+    return (f"{NONFINITE}: {len(bad)} of {len(vec)} ({listed}); a featurizer bug (every degenerate case is "
+            f"defined at its source): report it with this image")
+
+
 def _one(featurizer: ImageFeaturizer, path: str, sha: str, cache_root: str | None, key: str):
     """Featurize one file in a worker: returns (vector or None, reason or None)."""
     cache = FeatureCache(cache_root, key) if cache_root else None
@@ -61,7 +78,7 @@ def _one(featurizer: ImageFeaturizer, path: str, sha: str, cache_root: str | Non
             cache.put_skip(sha, reason)
         return None, reason
     if not np.all(np.isfinite(vec)):
-        return None, "non-finite feature values"
+        return None, _nonfinite_reason(featurizer, vec)
     if cache is not None:
         cache.put(sha, vec)
     return vec, None
@@ -145,6 +162,10 @@ def featurize_paths(featurizer: ImageFeaturizer, paths, shas=None, cache_dir: st
     index = np.array(sorted(vectors), dtype=np.int64)
     X = np.vstack([vectors[i] for i in index]) if len(index) else np.empty((0, len(names)))
     skipped_df = pd.DataFrame(skipped, columns=["path", "reason"])
+    n_nonfinite = int(skipped_df["reason"].str.startswith(NONFINITE).sum()) if len(skipped_df) else 0
+    if n_nonfinite:
+        log.error("%d of %d images had %s (a featurizer bug; listed in skipped.csv with the features)",
+                  n_nonfinite, len(paths), NONFINITE)
     if len(skipped_df):
         log.warning("%d of %d images skipped (listed in skipped.csv); first: %s — %s", len(skipped_df),
                     len(paths), skipped_df["path"].iloc[0], skipped_df["reason"].iloc[0])

@@ -37,7 +37,8 @@ def as_rgb_uint8(image) -> np.ndarray:
     Raises
     ------
     ImageReadError
-        If the array is not 2-D or 3-D with 1, 3 or 4 channels, or is empty.
+        If the array is not 2-D or 3-D with 1, 3 or 4 channels, is empty, or is float with
+        NaN or infinite values.
     """
     arr = np.asarray(image)
     if arr.ndim not in (2, 3) or arr.size == 0 or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
@@ -50,7 +51,13 @@ def as_rgb_uint8(image) -> np.ndarray:
     elif arr.dtype == np.uint16:
         arr = (arr.astype(np.uint32) // 257).astype(np.uint8)
     elif arr.dtype.kind == "f":
-        a = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        a = arr.astype(np.float64)
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        if bad:  # never guess a pixel: NaN made black would read as background (cutout) or stain
+            raise ImageReadError(
+                f"Cannot use a float image with {bad} non-finite values (NaN or inf) of {a.size}: expected "
+                "finite intensities. Fill or crop the undefined pixels before segmenting."
+            )
         scale = 255.0 if a.max(initial=0.0) <= 1.0 else 1.0
         arr = np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
     elif arr.dtype != np.uint8:

@@ -7,15 +7,14 @@ downloader with one that fails the way an offline machine does.
 
 from __future__ import annotations
 
+import keras  # a required dependency: a broken Keras/TensorFlow install fails these tests, never skips them
 import numpy as np
 import pandas as pd
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from hybridwbc.cnn.backbones import BACKBONES, validate_backbone  # noqa: E402
-from hybridwbc.cnn.estimators import CNNClassifier, EmbeddingClassifier, split_paths  # noqa: E402
-from hybridwbc.errors import ConfigError, ImageReadError, WeightsUnavailableError  # noqa: E402
+from hybridwbc.cnn.backbones import BACKBONES, validate_backbone
+from hybridwbc.cnn.estimators import CNNClassifier, EmbeddingClassifier, split_paths
+from hybridwbc.errors import ConfigError, ImageReadError, WeightsUnavailableError
 
 TINY = dict(input_size=32, backbone_params={"depth": 2, "width": 8}, epochs=1, batch_size=8,
             validation_fraction=0.25, embed_batch_size=16, random_state=0, verbose=0)
@@ -286,6 +285,7 @@ def test_classifier_configs_compose_and_build(compose, name):
         "paths_features" if name == "hybrid" else "paths")
 
 
+@pytest.mark.slow  # a whole experiment: make test-fast leaves it out, make test runs it
 def test_cnn_softmax_baseline_through_run_experiment(compose, tmp_path, monkeypatch):
     monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
     from hybridwbc.run import run_experiment

@@ -99,3 +99,14 @@ def test_error_is_both_base_and_builtin(tmp_path):
         read_image(tmp_path / "x.png")
     with pytest.raises(ValueError, match="no such file"):
         read_image(tmp_path / "x.png")
+
+
+def test_float_tiff_is_scaled_and_nan_pixels_are_refused(tmp_path):
+    a = np.tile(np.linspace(0.0, 1.0, 16, dtype=np.float32), (16, 1))
+    Image.fromarray(a).save(tmp_path / "f.tif")
+    out = read_image(tmp_path / "f.tif")
+    assert out.dtype == np.uint8 and out[0, 0, 0] == 0 and out[0, -1, 0] == 255
+    a[3, 3], a[4, 4] = np.nan, np.inf
+    Image.fromarray(a).save(tmp_path / "nan.tif")
+    with pytest.raises(ImageReadError, match=r"nan.tif': 2 of its float pixels are NaN or infinite"):
+        read_image(tmp_path / "nan.tif")

@@ -33,14 +33,21 @@ def test_multiclass_metrics_have_no_binary_keys():
 
 def test_bootstrap_ci_brackets_estimate_and_grouping_widens_it():
     rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(10), 30)  # 10 subjects of 30 cells
     y = rng.choice(np.array(["a", "b"], dtype=object), 300)
-    p = np.where(rng.random(300) < 0.8, y, np.where(y == "a", "b", "a")).astype(object)
+    # errors cluster by subject: the even subjects are all right, the odd ones right half of the time
+    right = (groups % 2 == 0) | (rng.random(300) < 0.5)
+    p = np.where(right, y, np.where(y == "a", "b", "a")).astype(object)
     point = classification_metrics(y, p, None, ["a", "b"])["accuracy"]
     rows = bootstrap_ci(y, p, None, ["a", "b"], n_bootstrap=300, seed=0)
     assert rows["accuracy_ci_low"] < point < rows["accuracy_ci_high"]
-    groups = np.repeat(np.arange(10), 30)  # 10 subjects of 30 cells
     grp = bootstrap_ci(y, p, None, ["a", "b"], groups=groups, n_bootstrap=300, seed=0)
-    assert grp["accuracy_ci_low"] <= point <= grp["accuracy_ci_high"]
+    assert grp["accuracy_ci_low"] < point < grp["accuracy_ci_high"]
+    width = rows["accuracy_ci_high"] - rows["accuracy_ci_low"]
+    grp_width = grp["accuracy_ci_high"] - grp["accuracy_ci_low"]
+    # cells of one subject are not independent: resampling subjects gives the honest, wider interval
+    # (by hand: rows sd ~ sqrt(.75 * .25 / 300) = .025, subjects sd ~ .25 / sqrt(10) = .079)
+    assert grp_width > 2 * width, (width, grp_width)
     assert bootstrap_ci(y, p, None, ["a", "b"], n_bootstrap=50, seed=1) == \
         bootstrap_ci(y, p, None, ["a", "b"], n_bootstrap=50, seed=1)
 

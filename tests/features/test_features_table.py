@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from hybridwbc.data.io import read_image
 from hybridwbc.data.manifest import scan
 from hybridwbc.data.synthetic import PROFILES, draw_cell
 from hybridwbc.errors import NoCellFoundError
@@ -59,6 +60,35 @@ def test_table_skips_bad_files_and_second_run_hits_cache(save_png, folder_datase
     assert t2.n_cached == 25 and len(t2.skipped) == 3
     np.testing.assert_array_equal(t1.X, t2.X)
     np.testing.assert_array_equal(t1.index, t2.index)
+
+
+class _NaNOnBlackCorner(ColourShapeFeaturizer):
+    """A buggy featurizer: NaN circularity and infinite solidity on images whose top-left pixel is black."""
+
+    def featurize(self, image):
+        v = super().featurize(image)
+        if image[0, 0].sum() == 0:
+            v[-3], v[-1] = np.nan, -np.inf
+        return v
+
+
+def test_non_finite_vectors_are_error_rows_naming_the_features(save_png, folder_dataset, tmp_path, caplog):
+    for k in range(2):
+        img = np.array(read_image(next((folder_dataset / "lymphocyte").glob("*.png"))))
+        img[0, 0], img[1, 1] = 0, k  # the planted images differ, so their hashes do
+        save_png(folder_dataset / "lymphocyte" / f"bug{k}.png", img)
+    m = scan(folder_dataset, "folders").manifest
+    f = _NaNOnBlackCorner()
+    with caplog.at_level("ERROR", logger="hybridwbc.features.table"):
+        t = featurize_manifest(f, m, cache_dir=tmp_path / "cache", n_jobs=1, progress=False)
+    assert len(m) == 26 and len(t.index) == 24 and np.isfinite(t.X).all()
+    assert sorted(t.skipped["path"].map(lambda p: p.rsplit("/", 1)[-1])) == ["bug0.png", "bug1.png"]
+    reason = t.skipped["reason"].iloc[0]
+    assert reason.startswith("non-finite feature values: 2 of 28 (circularity=nan, solidity=-inf)"), reason
+    assert "2 of 26 images had non-finite feature values" in caplog.text
+    assert len(FeatureCache(tmp_path / "cache", f.cache_key())) == 24  # a bug's output is never cached
+    again = featurize_manifest(f, m, cache_dir=tmp_path / "cache", n_jobs=2, progress=False)
+    assert again.n_cached == 24 and sorted(again.skipped["reason"]) == sorted(t.skipped["reason"])
 
 
 def test_parallel_equals_serial(folder_dataset):

@@ -162,6 +162,41 @@ def test_black_cutout_all_nucleus_is_finite():
     assert np.isfinite(x).all()
 
 
+def _named(f, x):
+    return dict(zip(f.feature_names(), x))
+
+
+def test_degenerate_cells_get_their_documented_values():
+    """Undefined statistics are defined at their source (the family docstrings), not cleaned up afterwards."""
+    f = HandcraftedFeaturizer()
+    flat = np.full((24, 24, 3), (110, 60, 150), np.uint8)
+    dot = np.zeros((24, 24), bool)
+    dot[12, 12] = True  # a one-pixel nucleus, no cytoplasm, one colour
+    v = _named(f, f.features_of(CellView(flat, dot, np.zeros_like(dot))))
+    assert np.isfinite(list(v.values())).all()
+    assert v["geometry__nucleus_eccentricity"] == 0.0 and v["geometry__nucleus_solidity"] == 1.0
+    assert all(v[f"colour__cytoplasm_{c}_{s}"] == 0.0 for c in ("R", "H", "L") for s in ("mean", "std", "kurt"))
+    assert v["colour__nucleus_R_mean"] == 110.0 and v["colour__nucleus_R_skew"] == v["colour__nucleus_R_kurt"] == 0.0
+    assert v["texture__glcm_contrast_d1"] == v["texture__glcm_correlation_d1"] == 0.0  # no pixel pair at all
+    assert v["size_ratio__nucleus_cytoplasm"] == 1.0 and v["size_ratio__nucleus_cell"] == 1.0  # |N| / max(|C|, 1)
+    assert all(v[f"granularity__cytoplasm_gray_{k}"] == 0.0 for k in range(1, 9))
+    block = np.zeros((24, 24), bool)
+    block[6:18, 6:18] = True  # a constant 12 x 12 square: pairs exist, but no variance
+    v = _named(f, f.features_of(CellView(flat, block, np.zeros_like(block))))
+    assert np.isfinite(list(v.values())).all()
+    assert v["texture__glcm_correlation_d1"] == 1.0 and v["texture__glcm_contrast_d1"] == 0.0
+    assert v["colour__nucleus_L_std"] == 0.0 and v["colour__nucleus_L_skew"] == 0.0
+
+
+def test_a_non_finite_value_is_not_masked(monkeypatch, cell_image):
+    """A family that returns NaN/inf (a bug) must show it, so the batch guard can report it by name."""
+    import hybridwbc.features.handcrafted.featurizer as featurizer
+
+    monkeypatch.setattr(featurizer, "size_ratio_features", lambda view: np.array([np.nan, np.inf]))
+    x = HandcraftedFeaturizer(families=("geometry", "size_ratio")).featurize(cell_image)
+    assert np.isnan(x[-2]) and np.isposinf(x[-1]) and np.isfinite(x[:-2]).all()
+
+
 def test_family_classes():
     c = draw_cell(np.random.default_rng(3), PROFILES["monocyte"], size=96)
     full = HandcraftedFeaturizer(segmenter=Segmenter(mode="crop"))

@@ -100,12 +100,13 @@ def test_head_fitted_in_place_and_errors():
 
 def test_degenerate_label_sets():
     X, y = _wbc()
+    Xt, yt = _wbc(seed=1)  # held out: the accuracy below is generalisation, not memory
     only_rest = np.isin(y, ["neutrophil", "monocyte", "lymphocyte"])
     c = CascadeClassifier().fit(X[only_rest], y[only_rest])
-    assert c.stage1_ is None and set(c.predict(X[only_rest])) <= set(y[only_rest])
+    assert c.stage1_ is None and set(c.predict(Xt[only_rest])) <= set(y[only_rest])
     only_special = ~only_rest
     c = CascadeClassifier().fit(X[only_special], y[only_special])
-    assert c.stage2_ is None and (c.predict(X[only_special]) == y[only_special]).mean() > 0.9
+    assert c.stage2_ is None and (c.predict(Xt[only_special]) == yt[only_special]).mean() > 0.9
 
 
 def test_embedder_is_fitted_on_all_rows_and_feeds_stage2():
@@ -117,8 +118,9 @@ def test_embedder_is_fitted_on_all_rows_and_feeds_stage2():
                              embedder_columns=[1, 2]).fit(X, y)
     assert casc.embedder_.n_features_in_ == 2 and casc.embedder_.get_support().tolist() == [True, False]
     assert casc.stage2_.n_features_in_ == 1
-    assert (casc.predict(X) == y).mean() > 0.95
-    np.testing.assert_allclose(casc.predict_proba(X).sum(axis=1), 1.0)
+    Xt, yt = _wbc(seed=1)
+    assert (casc.predict(Xt) == yt).mean() > 0.95
+    np.testing.assert_allclose(casc.predict_proba(Xt).sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="out of range"):
         CascadeClassifier(embedder=PCA(1), embedder_columns=[9]).fit(X, y)
 
@@ -133,9 +135,10 @@ def test_stage1_embeddings_let_stage1_see_the_embedder():
     plain = CascadeClassifier(**common).fit(X, y)
     seeing = CascadeClassifier(**common, stage1_embeddings=True).fit(X, y)
     assert seeing.stage1_.n_features_in_ == 2 and plain.stage1_.n_features_in_ == 1
-    special = np.isin(y, ["eosinophil", "basophil"])
-    assert (seeing.predict(X)[special] == y[special]).mean() > 0.95
-    assert (plain.predict(X)[special] == y[special]).mean() < 0.8
-    np.testing.assert_allclose(seeing.predict_proba(X).sum(axis=1), 1.0)
+    Xt, yt = _wbc(seed=1)
+    special = np.isin(yt, ["eosinophil", "basophil"])
+    assert (seeing.predict(Xt)[special] == yt[special]).mean() > 0.95
+    assert (plain.predict(Xt)[special] == yt[special]).mean() < 0.8
+    np.testing.assert_allclose(seeing.predict_proba(Xt).sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="stage1_embeddings=True needs an embedder"):
         CascadeClassifier(stage1_embeddings=True).fit(X, y)

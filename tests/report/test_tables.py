@@ -14,6 +14,7 @@ def _no_real_data(monkeypatch):
     monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
 
 
+@pytest.mark.slow  # runs a whole comparison
 def test_tables_from_a_comparison_run(compose, tmp_path, monkeypatch):
     cfg, choices = compose("+experiment=all_hem_compare", *SMALL)
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -176,6 +176,13 @@ def test_bad_array_shape():
         as_rgb_uint8(np.zeros((8, 8, 2)))
 
 
+def test_float_array_with_nan_is_refused():
+    holed = np.full((8, 8, 3), 0.5)
+    holed[2, 2] = np.nan  # never silently black: that would read as background or stain
+    with pytest.raises(ImageReadError, match=r"float image with 3 non-finite values \(NaN or inf\) of 192"):
+        as_rgb_uint8(holed)
+
+
 @pytest.mark.parametrize("kind", ["gray", "rgba", "uint16", "float", "bool", "int32", "gray1"])
 def test_input_layouts(kind):
     c = draw_cell(np.random.default_rng(2), PROFILES["lymphocyte"], size=96)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -175,18 +174,31 @@ def test_predict_output_is_identical_across_runs(model_dir, tmp_path, folder_dat
 # --- interrupted feature extraction --------------------------------------------------------------------
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import io, sys
     import numpy as np
     from hybridwbc.features.simple import ColourShapeFeaturizer
     from hybridwbc.features.table import featurize_paths
 
-    class SlowFeaturizer(ColourShapeFeaturizer):
-        def featurize(self, image):
-            time.sleep(0.04)
-            return super().featurize(image)
+    STOP = int(sys.argv[4]) if len(sys.argv) > 4 else -1
+    _save, saved = np.save, []
 
+    def gated_save(fh, arr, **kwargs):
+        # the cache writes each vector with np.save into its temporary file: after STOP whole entries,
+        # write half of the next one, say so, and wait for the test's signal (a known point, not a race)
+        if len(saved) == STOP:
+            buf = io.BytesIO()
+            _save(buf, arr, **kwargs)
+            fh.write(buf.getvalue()[:40])
+            fh.flush()
+            print("stopped", flush=True)
+            sys.stdin.readline()
+            raise SystemExit("stdin closed before the signal came")
+        saved.append(1)
+        return _save(fh, arr, **kwargs)
+
+    np.save = gated_save
     paths = open(sys.argv[1]).read().split("\\n")
-    t = featurize_paths(SlowFeaturizer(), paths, cache_dir=sys.argv[2], n_jobs=1, progress=False)
+    t = featurize_paths(ColourShapeFeaturizer(), paths, cache_dir=sys.argv[2], n_jobs=1, progress=False)
     np.savez(sys.argv[3], X=t.X, index=t.index, n_cached=t.n_cached, skipped=len(t.skipped))
 """)
 
@@ -198,50 +210,55 @@ def _entries(cache: Path) -> list[Path]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killed_extraction_resumes_from_the_cache(project_root, save_png, tmp_path, sig):
+    """The child stops inside the write of its 13th entry and waits there; only then is it signalled."""
+    n, stop = 30, 12
     paths = []
-    for i in range(60):
+    for i in range(n):
         paths.append(str(save_png(tmp_path / "img" / f"{i:02d}.png", _cell(i, ("lymphocyte", "eosinophil")[i % 2]))))
     (tmp_path / "paths.txt").write_text("\n".join(paths))
     (tmp_path / "run.py").write_text(SCRIPT)
     cache = tmp_path / "cache"
     cmd = [sys.executable, str(tmp_path / "run.py"), str(tmp_path / "paths.txt"), str(cache)]
     env = dict(os.environ, PYTHONPATH=str(project_root))
-    proc = subprocess.Popen(cmd + [str(tmp_path / "first.npz")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd + [str(tmp_path / "first.npz"), str(stop)], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_entries(cache)) < 15 and proc.poll() is None:
-            time.sleep(0.02)
+        said = proc.stdout.readline()  # returns once the child is blocked mid-write (or has exited)
+        if said != b"stopped\n":
+            proc.wait()
+            pytest.fail(f"the child did not reach its stop: {said!r} {proc.stderr.read().decode()[-2000:]}")
         n_before = len(_entries(cache))
         proc.send_signal(sig)
-        proc.wait(timeout=30)
+        proc.wait()
+        err = proc.stderr.read().decode()
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait(timeout=10)
-    assert 15 <= n_before < 60, f"killed too late or too early ({n_before} entries)"
-    assert not (tmp_path / "first.npz").exists()  # the first run did not finish
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+    assert n_before == stop
+    assert proc.returncode != 0 and not (tmp_path / "first.npz").exists()  # the first run did not finish
+    if sig == signal.SIGINT:
+        assert "KeyboardInterrupt" in err
     entries = _entries(cache)
+    assert len(entries) == stop
     for e in entries:  # every entry present after the kill is whole
         assert np.load(e).shape == (len(ColourShapeFeaturizer().feature_names()),)
-    leftovers = [p for p in cache.rglob(".tmp-*")]
+    leftovers = list(cache.rglob(".tmp-*"))
     if sig == signal.SIGINT:  # a KeyboardInterrupt removes the temporary file it was writing
         assert leftovers == []
-    else:  # SIGKILL can leave the one temporary file being written: plant a half-written one to be sure
-        assert len(leftovers) <= 1
-        half = entries[0].parent / ".tmp-halfwritten.npy"
-        half.write_bytes(entries[0].read_bytes()[:40])
-        leftovers = [p for p in cache.rglob(".tmp-*")]
-    done = subprocess.run(cmd + [str(tmp_path / "second.npz")], env=env, capture_output=True, timeout=120)
+    else:  # SIGKILL leaves the half-written temporary file of the 13th entry
+        assert [p.stat().st_size for p in leftovers] == [40]
+    done = subprocess.run(cmd + [str(tmp_path / "second.npz")], env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     second = np.load(tmp_path / "second.npz")
-    assert int(second["n_cached"]) >= len(entries) and int(second["skipped"]) == 0
-    np.testing.assert_array_equal(second["index"], np.arange(60))  # complete, in order, no duplicated rows
-    assert len(_entries(cache)) == 60  # one entry per image
+    assert int(second["n_cached"]) == stop and int(second["skipped"]) == 0
+    np.testing.assert_array_equal(second["index"], np.arange(n))  # complete, in order, no duplicated rows
+    assert len(_entries(cache)) == n  # one entry per image
     reference = featurize_paths(ColourShapeFeaturizer(), paths, cache_dir=None, progress=False)
     np.testing.assert_array_equal(second["X"], reference.X)  # identical to an uninterrupted run
-    assert leftovers == [] or sig == signal.SIGKILL
-    assert list(cache.rglob(".tmp-*")) == []  # the rerun swept the killed writer's temporary files
+    assert list(cache.rglob(".tmp-*")) == []  # the rerun swept the killed writer's temporary file
 
 
 class _FlakyFeaturizer(ColourShapeFeaturizer):

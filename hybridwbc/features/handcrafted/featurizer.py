@@ -179,8 +179,10 @@ class HandcraftedFeaturizer(ImageFeaturizer):
             else:
                 out.append(granularity_features(full, int(self.gran_length), int(self.gran_element),
                                                 int(self.gran_subsample), tuple(self.gran_channels)))
-        vec = np.concatenate(out).astype(np.float64)
-        return np.nan_to_num(vec, nan=0.0, posinf=0.0, neginf=0.0)
+        # No clean-up here: each family defines its degenerate cases at the source (empty region, constant
+        # values, zero area: see the family modules), so a non-finite value is a bug, which
+        # hybridwbc.features.table rejects, counts and reports by feature name.
+        return np.concatenate(out).astype(np.float64)
 
     def featurize(self, image) -> np.ndarray:
         """Features of the primary cell of one image.
@@ -193,7 +195,10 @@ class HandcraftedFeaturizer(ImageFeaturizer):
 
         Returns
         -------
-        ndarray of shape (n_features,), float64, finite
+        ndarray of shape (n_features,), float64
+            Finite by construction: degenerate cells (empty cytoplasm, a constant region, a one-pixel
+            nucleus) get the values their family documents. Nothing masks a non-finite value; a
+            batch (:func:`hybridwbc.features.table.featurize_paths`) reports one as an error row.
 
         Raises
         ------
