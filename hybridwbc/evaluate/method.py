@@ -11,7 +11,9 @@
    (exact duplicates across a split) and the figures of :mod:`hybridwbc.report`;
 4. keeps the final model (:func:`~hybridwbc.evaluate.protocol.final_model`) and, when it holds a
    trained CNN, its training curves;
-5. writes ``metrics.json``.
+5. fits the applicability domain per training split (the share of held-out rows it flags is
+   ``ood_share_test``) and, on the final model's training rows only, the domain saved with it;
+6. writes ``metrics.json``.
 
 It returns a :class:`MethodResult`; saving the model and tracking are the caller's (``run.py``).
 """
@@ -29,7 +31,7 @@ import pandas as pd
 
 from hybridwbc.config import enum_value
 from hybridwbc.evaluate.metrics import aggregate_by_group, evaluate_predictions, most_confident_errors, to_binary
-from hybridwbc.evaluate.protocol import Predictions, final_model, predict_out_of_sample
+from hybridwbc.evaluate.protocol import Predictions, final_model, fit_domain, held_out_ood_share, predict_out_of_sample
 from hybridwbc.models.parts import trained_cnn
 
 __all__ = ["RunData", "MethodResult", "evaluate_method", "ARTIFACTS"]
@@ -86,12 +88,15 @@ class MethodResult:
         The model to keep.
     epochs : list of (int, dict)
         Per-epoch CNN metrics (``epoch.<name>``) for a tracker; empty without a CNN.
+    domain : ApplicabilityDomain or None
+        Fitted on the final model's training rows (``None`` when ``eval.domain.enabled`` is false).
     """
 
     metrics: dict
     pred: Predictions
     final: object
     epochs: list = field(default_factory=list)
+    domain: object = None
 
 
 def evaluate_method(data: RunData, name: str, method_cfg, estimator, X: np.ndarray, out_dir, common: dict
@@ -116,10 +121,24 @@ def evaluate_method(data: RunData, name: str, method_cfg, estimator, X: np.ndarr
     eval_s = time.perf_counter() - t
     final = final_model(estimator, fitted, protocol, X, data.y, data.groups)
     epochs = _cnn_report(final, metrics, out_dir, title)
+    domain = _domain(data, fitted, splits, final, protocol, X, metrics)
     metrics.update(common)
     metrics.update({"fit_predict_s": round(fit_s, 3), "eval_s": round(eval_s, 3)})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    return MethodResult(metrics=metrics, pred=pred, final=final, epochs=epochs)
+    return MethodResult(metrics=metrics, pred=pred, final=final, epochs=epochs, domain=domain)
+
+
+def _domain(data: RunData, fitted: list, splits: list, final, protocol: str, X, metrics: dict):
+    """Held-out share flagged per split (``ood_share_test``) and the final model's domain (its training rows only)."""
+    settings = data.cfg.eval.get("domain") if hasattr(data.cfg.eval, "get") else None
+    if settings is None or not settings.enabled:
+        return None
+    params = {"quantile": float(settings.quantile), "n_neighbors": int(settings.n_neighbors)}
+    shares = held_out_ood_share(fitted, splits, X, data.groups, **params)
+    metrics.update({k: v for k, v in shares.items() if k != "domains"})
+    if protocol == "holdout":  # the final model is the split's: its domain is that split's
+        return shares["domains"][0]
+    return fit_domain(final, X, data.groups, **params)
 
 
 def _scores(data: RunData, pred: Predictions, estimator, X, out_dir: Path, title: str) -> tuple:
