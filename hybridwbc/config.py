@@ -20,7 +20,7 @@ from omegaconf import MISSING
 __all__ = [
     "Layout", "Protocol", "InputKind", "SegmentMode", "SyntheticConfig", "DataConfig", "SegmentConfig",
     "FeaturesConfig", "SearchConfig",
-    "ClassifierConfig", "EvalConfig", "TrackingConfig", "PathsConfig", "Config",
+    "ClassifierConfig", "DomainConfig", "EvalConfig", "TrackingConfig", "PathsConfig", "Config",
     "register_schemas", "build_featurizer", "build_estimator", "enum_value", "config_hash", "code_version", "conf_dir",
     "compose_experiment",
 ]
@@ -140,6 +140,20 @@ class ClassifierConfig:
 
 
 @dataclass
+class DomainConfig:
+    """``eval.domain``: the applicability domain fitted with every saved model (:mod:`hybridwbc.models.domain`).
+
+    Fitted on the final model's training rows and saved with it (rows outside it are predicted
+    ``out_of_domain``); during evaluation fitted per training split, and the share of held-out
+    rows it flags is the metric ``ood_share_test``. The quantile is a principle, not a tuning knob.
+    """
+
+    enabled: bool = True
+    quantile: float = 0.99
+    n_neighbors: int = 5
+
+
+@dataclass
 class EvalConfig:
     protocol: Protocol = Protocol.holdout
     test_size: float = 0.2
@@ -154,6 +168,7 @@ class EvalConfig:
     n_error_gallery: int = 16
     subject_level: bool = False
     leaky_reference: bool = False
+    domain: DomainConfig = field(default_factory=DomainConfig)
 
 
 @dataclass

@@ -19,6 +19,7 @@ __all__ = [
     "NoCellFoundError",
     "ModelLoadError",
     "WeightsUnavailableError",
+    "PartialPredictionError",
 ]
 
 
@@ -52,3 +53,30 @@ class ModelLoadError(HybridWBCError, FileNotFoundError):
 
 class WeightsUnavailableError(HybridWBCError, RuntimeError):
     """Pretrained backbone weights could not be obtained (offline, bad file)."""
+
+
+class PartialPredictionError(HybridWBCError, ValueError):
+    """A classifier answered some rows of a batch and could not answer others.
+
+    Raised by ``predict_proba`` of a composite whose part fails on some rows (a saved ALL/HEM
+    head that cannot read an image, finds no cell in it, or finds it outside its training
+    domain), instead of inventing probabilities for them. The saved pipeline turns ``reasons``
+    into error rows and keeps ``proba`` for the other rows.
+
+    Parameters
+    ----------
+    reasons : dict of int to str
+        Row position (in the ``X`` passed) -> why that row has no answer.
+    proba : ndarray of shape (n_samples, n_classes), dtype float64
+        Probabilities of every row; the rows of ``reasons`` are NaN.
+    """
+
+    def __init__(self, reasons: dict, proba):
+        self.reasons = {int(k): str(v) for k, v in reasons.items()}
+        self.proba = proba
+        first = min(self.reasons) if self.reasons else None
+        example = f"; e.g. row {first}: {self.reasons[first]}" if first is not None else ""
+        super().__init__(f"{len(self.reasons)} of {len(proba)} rows could not be predicted{example}")
+
+    def __reduce__(self):
+        return type(self), (self.reasons, self.proba)

@@ -194,7 +194,7 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
         tracker.log_metrics(row, step=step)
     pipeline = WBCPipeline(featurizer, res.final, info={
         "experiment": rows.experiment, "run_id": tracker.run_id, "data": cfg.data.name, "method": name,
-        "features": cfg.features.name, "classifier": method_cfg.name}, input_kind=input_kind)
+        "features": cfg.features.name, "classifier": method_cfg.name}, input_kind=input_kind, domain=res.domain)
     model_dir = pipeline.save(out_dir / "model")
     tracker.log_metrics(res.metrics)
     for f in ARTIFACTS:

@@ -55,6 +55,9 @@ def test_experiment_smoke_runs_on_synthetic_fallback(compose, tmp_path, name):
         for f in ("predictions.csv", "per_class_report.csv", "confusion_matrix.png", "metrics.json",
                   "model/model.json", "model/pipeline.joblib"):
             assert (mdir / f).is_file(), f
+        # issue #10.2: the held-out share outside the training split's domain, and the saved model's domain
+        assert 0.0 <= json.loads((mdir / "metrics.json").read_text())["ood_share_test"] <= 1.0
+        assert json.loads((mdir / "model" / "model.json").read_text())["domain"]["threshold"] > 0
         preds = pd.read_csv(mdir / "predictions.csv")
         assert {"path", "label", "fold", "predicted"} <= set(preds.columns)
         run = _mlflow_run(tmp_path, res["run_id"])

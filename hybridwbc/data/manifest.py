@@ -90,15 +90,24 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
 
 
-def walk_images(folder: Path, rejected: list, check_names: bool = True) -> list[Path]:
+def walk_images(folder: Path, rejected: list, check_names: bool = True, report_other: bool = True) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted), not following symlink loops.
 
-    With ``check_names`` (training data), files whose names are not UTF-8, and broken or looping
-    file links, are rejected here; without it (prediction) they are returned, to get an error row.
+    Nothing is dropped silently: a folder already visited (a symlink loop), a folder that cannot
+    be listed, and a broken or looping file link go to ``rejected`` (dicts with ``path`` and
+    ``reason``). With ``check_names`` (training data), files whose names are not UTF-8 are
+    rejected too; without it (prediction) they are returned. With ``report_other``, files that
+    are not images (other than CSV/XML/text/JSON side files) are rejected as well.
     """
     out = []
     seen = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+
+    def unreadable(err: OSError) -> None:
+        rejected.append({"path": os.fsdecode(err.filename or folder),
+                         "reason": f"unreadable folder ({type(err).__name__}: {err.strerror or err}); "
+                                   "its images were not read. Fix its permissions"})
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unreadable):
         real = os.path.realpath(dirpath)
         if real in seen:
             rejected.append({"path": dirpath, "reason": "symlink loop: folder already visited"})
@@ -114,12 +123,14 @@ def walk_images(folder: Path, rejected: list, check_names: bool = True) -> list[
                 shown = os.fsencode(p).decode("utf-8", "backslashreplace")
                 rejected.append({"path": shown, "reason": "file name is not valid UTF-8; rename the file"})
                 continue
-            if check_names and p.is_symlink() and not p.exists():
-                rejected.append({"path": str(p), "reason": "broken or looping symbolic link"})
+            if p.is_symlink() and not p.exists():
+                rejected.append({"path": os.fsencode(p).decode("utf-8", "backslashreplace"),
+                                 "reason": "a broken symbolic link or a symlink loop; point it at an image file"})
                 continue
             if _is_image(p):
                 out.append(p)
-            elif p.suffix.lower() not in (".csv", ".xml", ".txt", ".md", ".json") and name != "LICENSE":
+            elif report_other and p.suffix.lower() not in (".csv", ".xml", ".txt", ".md", ".json") \
+                    and name != "LICENSE":
                 rejected.append({"path": str(p), "reason": f"not an image file (suffix {p.suffix!r})"})
     return out
 

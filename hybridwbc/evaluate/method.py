@@ -15,7 +15,9 @@
    (exact duplicates across a split) and the figures of :mod:`hybridwbc.report`;
 4. keeps the final model (:func:`~hybridwbc.evaluate.protocol.final_model`) and, when it holds a
    trained CNN, its training curves;
-5. writes ``metrics.json``.
+5. fits the applicability domain per training split (the share of held-out rows it flags is
+   ``ood_share_test``) and, on the final model's training rows only, the domain saved with it;
+6. writes ``metrics.json``.
 
 It returns a :class:`MethodResult`; saving the model and tracking are the caller's (``run.py``).
 """
@@ -33,7 +35,14 @@ import pandas as pd
 
 from hybridwbc.config import enum_value
 from hybridwbc.evaluate.metrics import aggregate_by_group, evaluate_predictions, most_confident_errors, to_binary
-from hybridwbc.evaluate.protocol import Predictions, final_model, predict_out_of_sample, with_skipped
+from hybridwbc.evaluate.protocol import (
+    Predictions,
+    final_model,
+    fit_domain,
+    held_out_ood_share,
+    predict_out_of_sample,
+    with_skipped,
+)
 from hybridwbc.models.parts import trained_cnn
 
 __all__ = ["RunData", "MethodResult", "evaluate_method", "ARTIFACTS", "SPLIT_METRICS"]
@@ -106,6 +115,8 @@ class MethodResult:
         Per-epoch CNN metrics (``epoch.<name>``) for a tracker; empty without a CNN.
     tags : dict of str to str
         ``ci.resampling.<variant>``: what each variant's bootstrap resampled.
+    domain : ApplicabilityDomain or None
+        Fitted on the final model's training rows (``None`` when ``eval.domain.enabled`` is false).
     """
 
     metrics: dict
@@ -113,6 +124,7 @@ class MethodResult:
     final: object
     epochs: list = field(default_factory=list)
     tags: dict = field(default_factory=dict)
+    domain: object = None
 
 
 #: Metrics logged per split under cross-validation (``split<k>_<metric>``), for repeated-split tables.
@@ -151,12 +163,28 @@ def evaluate_method(data: RunData, name: str, method_cfg, estimator, X: np.ndarr
     if protocol != "holdout":
         cnn_s += _cnn_seconds([final])
     epochs = _cnn_report(final, metrics, out_dir, title)
+    domain = _domain(data, fitted, splits, final, protocol, X, usable, metrics)
     metrics.update(common)
     metrics.update({k: round(v, 3) for k, v in times.items()})
     if trained_cnn(final) is not None:
         metrics["cnn_fit_s"] = round(cnn_s, 3)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    return MethodResult(metrics=metrics, pred=pred, final=final, epochs=epochs, tags=tags)
+    return MethodResult(metrics=metrics, pred=pred, final=final, epochs=epochs, tags=tags, domain=domain)
+
+
+def _domain(data: RunData, fitted: list, splits: list, final, protocol: str, X, usable, metrics: dict):
+    """Held-out share flagged per split (``ood_share_test``, over the rows the method scored) and the final
+    model's domain (its training rows only)."""
+    settings = data.cfg.eval.get("domain") if hasattr(data.cfg.eval, "get") else None
+    if settings is None or not settings.enabled:
+        return None
+    params = {"quantile": float(settings.quantile), "n_neighbors": int(settings.n_neighbors)}
+    splits = [(train[usable[train]], test[usable[test]]) for train, test in splits]
+    shares = held_out_ood_share(fitted, splits, X, data.groups, **params)
+    metrics.update({k: v for k, v in shares.items() if k != "domains"})
+    if protocol == "holdout":  # the final model is the split's: its domain is that split's
+        return shares["domains"][0]
+    return fit_domain(final, X[usable], data.groups[usable], **params)
 
 
 def _cnn_seconds(fitted) -> float:

@@ -4,6 +4,9 @@ The protocol functions fit a fresh clone of the estimator on each training
 split only (its inner hyperparameter search included) and predict the test
 split, producing out-of-sample predictions for every evaluated row
 (:func:`predict_out_of_sample`); :func:`final_model` is the model a run keeps.
+:func:`fit_domain` fits the applicability domain of a fitted model on its own training
+rows, and :func:`held_out_ood_share` measures, split by split, the share of held-out rows
+the training split's domain flags.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from hybridwbc.errors import ConfigError
 from hybridwbc.models.parts import proba_over, takes_groups
 
 __all__ = ["Predictions", "fit_estimator", "make_splits", "predict_out_of_sample", "with_skipped", "SKIPPED",
-           "final_model"]
+           "final_model", "fit_domain", "held_out_ood_share"]
 
 
 @dataclass
@@ -176,3 +179,64 @@ def final_model(estimator, fitted: list, protocol: str, X: np.ndarray, y: np.nda
 
     keep = np.ones(len(y), dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
     return fit_estimator(clone(estimator), X[keep], np.asarray(y, dtype=object)[keep], np.asarray(groups)[keep])
+
+
+def fit_domain(estimator, X: np.ndarray, groups: np.ndarray | None = None, quantile: float = 0.99,
+               n_neighbors: int = 5):
+    """The applicability domain of the fitted ``estimator``, fitted on its training rows ``X`` only.
+
+    Parameters
+    ----------
+    estimator : fitted classifier
+    X : ndarray of shape (n_train, n_columns)
+        The design matrix the estimator was fitted on.
+    groups : ndarray of shape (n_train,), optional
+        Subjects (or duplicate groups): the domain's threshold is calibrated on distances to
+        other groups only.
+    quantile, n_neighbors
+        See :class:`~hybridwbc.models.domain.ApplicabilityDomain`.
+
+    Returns
+    -------
+    ApplicabilityDomain or None
+        ``None`` where the estimator's representation has no columns.
+    """
+    from hybridwbc.models.domain import ApplicabilityDomain, domain_representation
+
+    R = domain_representation(estimator, X)
+    if R.shape[1] == 0:
+        return None
+    return ApplicabilityDomain(quantile=quantile, n_neighbors=n_neighbors).fit(R, groups=groups)
+
+
+def held_out_ood_share(fitted: list, splits: list, X: np.ndarray, groups: np.ndarray, **params) -> dict:
+    """Per split, fit the domain on the training rows and flag the held-out rows.
+
+    Parameters
+    ----------
+    fitted : list of fitted estimators, one per split (from :func:`predict_out_of_sample`)
+    splits : list of (train, test) index arrays
+    X : ndarray of shape (n, n_columns)
+    groups : ndarray of shape (n,)
+    **params
+        ``quantile``, ``n_neighbors`` of :func:`fit_domain`.
+
+    Returns
+    -------
+    dict
+        ``ood_share_test`` (held-out rows flagged, pooled over splits), ``ood_share_test_max``
+        (the largest share of one split), and ``domains``: the fitted domains (one per split;
+        not a metric).
+    """
+    from hybridwbc.models.domain import domain_representation
+
+    flagged, total, worst, domains = 0, 0, 0.0, []
+    for est, (train, test) in zip(fitted, splits):
+        dom = fit_domain(est, X[train], groups[train], **params)
+        domains.append(dom)
+        if dom is None:
+            return {"domains": domains}
+        out = ~dom.inside(domain_representation(est, X[test]))
+        flagged, total = flagged + int(out.sum()), total + len(test)
+        worst = max(worst, float(out.mean()) if len(test) else 0.0)
+    return {"ood_share_test": flagged / max(total, 1), "ood_share_test_max": worst, "domains": domains}

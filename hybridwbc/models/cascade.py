@@ -19,6 +19,13 @@ Routing: a cell whose stage-1 verdict is a special class never reaches
 stage 2 (its ``P1(other)`` mass is spread evenly over the other classes,
 which cannot change the verdict); ``predict`` is the arg-max of
 ``predict_proba``.
+
+A head that cannot answer a row (a saved head raises
+:class:`~hybridwbc.errors.PartialPredictionError`: it cannot read the image,
+finds no cell, or finds it outside its training domain) never gets a guessed
+split: where the lymphoid class is the arg-max before the split, the row has no
+answer and ``predict_proba`` raises ``PartialPredictionError`` naming the head;
+elsewhere the lymphoid mass is split evenly, which cannot change the verdict.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from hybridwbc.errors import ConfigError
+from hybridwbc.errors import ConfigError, PartialPredictionError
 from hybridwbc.models.parts import SelectsByName, WBCEstimator, proba_over, trained_cnn
 
 __all__ = ["CascadeClassifier", "OTHER"]
@@ -302,6 +309,12 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes), dtype float64
+
+        Raises
+        ------
+        PartialPredictionError
+            If the head cannot answer rows whose verdict it decides (see the module docstring);
+            ``proba`` holds the other rows, ``reasons`` name the head.
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=None, ensure_all_finite=not self._object_input(X))
@@ -329,19 +342,50 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
             elif self.stage2_ is None:
                 p2[:] = 1.0
             rest_p = p_other[:, None] * p2
+            failed = {}
             for j, c in enumerate(rest):
                 if self.head_ is not None and c == self.head_class:
-                    # the head runs where the lymphoid class holds at least 1% (elsewhere its mass
-                    # is split evenly: it cannot be the arg-max there); a saved head featurizes anew
-                    ph = np.full((n, len(self.head_.classes_)), 1.0 / len(self.head_.classes_))
-                    rows = rest_p[:, j] >= 0.01
-                    if rows.any():
-                        ph[rows] = proba_over(self.head_, X[rows][:, self.colsh_], list(self.head_.classes_))
+                    ph, failed = self._head_proba(X, rest_p[:, j])
                     for k, hc in enumerate(self.head_.classes_):
                         out[:, col[f"{self.head_class}:{hc}"]] = rest_p[:, j] * ph[:, k]
                 else:
                     out[:, col[c]] = rest_p[:, j]
+            if failed:
+                self._raise_decisive(failed, out / out.sum(axis=1, keepdims=True), p1[:, :len(special)], rest_p,
+                                     rest.index(self.head_class))
         return out / out.sum(axis=1, keepdims=True)
+
+    def _head_proba(self, X, mass) -> tuple[np.ndarray, dict]:
+        """The head's probabilities ``(n, K)`` over ``head_.classes_`` and ``{row: reason}`` where it had none.
+
+        The head runs where the lymphoid class holds at least 1% (elsewhere its mass is split
+        evenly: it cannot be the arg-max there); a saved head featurizes anew. Rows it cannot
+        answer get ``1/K`` here and are returned with the head's reason.
+        """
+        K = len(self.head_.classes_)
+        ph = np.full((len(mass), K), 1.0 / K)
+        rows = np.flatnonzero(mass >= 0.01)
+        failed = {}
+        if len(rows):
+            try:
+                ph[rows] = proba_over(self.head_, X[rows][:, self.colsh_], list(self.head_.classes_))
+            except PartialPredictionError as exc:
+                part = np.asarray(exc.proba, dtype=np.float64)
+                ph[rows] = np.where(np.isfinite(part), part, 1.0 / K)
+                failed = {int(rows[k]): reason for k, reason in exc.reasons.items()}
+        return ph, failed
+
+    def _raise_decisive(self, failed: dict, proba, p_special, rest_p, j: int) -> None:
+        """Raise for the rows of ``failed`` where ``head_class`` (column ``j`` of ``rest_p``) is the arg-max."""
+        others = np.hstack([p_special, np.delete(rest_p, j, axis=1)])
+        best_other = others.max(axis=1) if others.shape[1] else np.zeros(len(rest_p))
+        decisive = {i: r for i, r in failed.items() if rest_p[i, j] >= best_other[i]}
+        if decisive:
+            proba = proba.copy()
+            proba[list(decisive)] = np.nan
+            raise PartialPredictionError({i: f"the {self.head_class!r} head ({type(self.head_).__name__}) cannot "
+                                             f"split this {self.head_class} cell: {r}" for i, r in decisive.items()},
+                                         proba)
 
     def predict(self, X) -> np.ndarray:
         """Arg-max of :meth:`predict_proba`; shape (n_samples,)."""

@@ -17,6 +17,9 @@ def format_summary(experiment: str, banner: str, features: str, method: str, met
                 lo, hi = metrics.get(f"{prefix}{k}_ci_low"), metrics.get(f"{prefix}{k}_ci_high")
                 ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None else ""
                 lines.append(f"   {prefix + k:<26} {metrics[prefix + k]:.4f}{ci}")
+    if "ood_share_test" in metrics:
+        lines.append(f"   {'ood_share_test':<26} {metrics['ood_share_test']:.4f} (held-out cells outside "
+                     "their training split's applicability domain)")
     lines.append(f"   run dir: {run_dir}")
     lines.append(f"   MLflow run: {run_id or '(tracking disabled)'}")
     return "\n".join(lines)

@@ -73,7 +73,8 @@ def compose_head(cascade_dir, head_dir, output_dir) -> Path:
                         "head_run_id": head.pipeline_.info.get("run_id"),
                         "head_experiment": head.pipeline_.info.get("experiment"),
                         "head_model_json_sha256": head.model_sha256_}
-    return WBCPipeline(base.featurizer, estimator, info=info, input_kind=base.input_kind).save(output_dir)
+    return WBCPipeline(base.featurizer, estimator, info=info, input_kind=base.input_kind,
+                       domain=getattr(base, "domain", None)).save(output_dir)
 
 
 def parse_args(argv) -> dict | None:

@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 
 from hybridwbc.data.manifest import file_sha256
-from hybridwbc.errors import ConfigError, ModelLoadError
+from hybridwbc.errors import ConfigError, ModelLoadError, PartialPredictionError
 from hybridwbc.features.base import jsonable
 from hybridwbc.features.table import design_matrix
 from hybridwbc.models.parts import trained_cnn
+from hybridwbc.serve.results import OUT_OF_DOMAIN, UNCERTAIN, check_max_pixels, check_min_confidence, result_frame
 
 __all__ = ["WBCPipeline", "design_matrix", "verify_files", "require_file", "result_frame", "check_min_confidence",
-           "check_max_pixels", "UNCERTAIN", "MODEL_FILE", "META_FILE"]
+           "check_max_pixels", "UNCERTAIN", "OUT_OF_DOMAIN", "MODEL_FILE", "META_FILE"]
 
 MODEL_FILE = "pipeline.joblib"
 META_FILE = "model.json"
@@ -80,13 +81,19 @@ class WBCPipeline:
         Free-form provenance (experiment, MLflow run id, config) saved in ``model.json``.
     input_kind : {"features", "paths", "paths_features"}
         What the estimator takes as ``X`` (see :func:`design_matrix`).
+    domain : fitted ApplicabilityDomain, optional
+        Fitted on the estimator's training rows (:mod:`hybridwbc.models.domain`); a row outside
+        it gets ``status="out_of_domain"`` and the label ``uncertain``. ``None``: no check
+        (models saved before the check existed).
     """
 
-    def __init__(self, featurizer, estimator, info: dict | None = None, input_kind: str = "features"):
+    def __init__(self, featurizer, estimator, info: dict | None = None, input_kind: str = "features",
+                 domain=None):
         self.featurizer = featurizer
         self.estimator = estimator
         self.info = dict(info or {})
         self.input_kind = input_kind
+        self.domain = domain
 
     @property
     def classes_(self) -> list[str]:
@@ -106,7 +113,9 @@ class WBCPipeline:
         progress : bool, default False
         min_confidence : float in [0, 1], default 0
             Abstain below it: the row's label is ``"uncertain"`` (its
-            probabilities are still reported; ``status`` stays ``ok``).
+            probabilities are still reported; ``status`` stays ``ok``). A row
+            outside the model's applicability domain is labelled ``uncertain``
+            whatever its confidence, with ``status="out_of_domain"``.
         max_pixels : int, optional
             Largest ``width * height`` decoded (default
             :data:`hybridwbc.data.io.DEFAULT_MAX_PIXELS`); larger images are
@@ -117,7 +126,8 @@ class WBCPipeline:
         DataFrame
             One row per input path, in input order, with columns ``path``,
             ``label``, ``confidence``, ``p_<class>`` per class, ``status``
-            (``ok`` or ``error``) and ``error``.
+            (``ok``, ``out_of_domain`` or ``error``) and ``error`` (the reason
+            of an error or of an out-of-domain row).
         """
         paths = [os.fsdecode(p) for p in paths]
         return self.predict_sources(paths, names=paths, n_jobs=n_jobs, progress=progress,
@@ -134,7 +144,10 @@ class WBCPipeline:
         batch; if that batch fails, image by image, so one bad image never
         costs the others their predictions. Whatever goes wrong with one image
         (unreadable, too large, too small, no cell, a featurizer or estimator
-        failure) becomes an error row with the reason.
+        failure, a composite's part that cannot answer it) becomes an error row
+        with the reason. Rows outside the model's applicability domain
+        (:attr:`domain`) get ``status="out_of_domain"``, label ``uncertain``
+        and their probabilities.
 
         Parameters
         ----------
@@ -176,15 +189,20 @@ class WBCPipeline:
         names = [os.fsdecode(x) if isinstance(x, bytes) else str(x) for x in names]
         vectors, errors = _featurize_sources(self.featurizer, sources, max_pixels, n_jobs, progress)
         proba = np.full((n, len(classes)), np.nan)
+        outside: dict = {}
         ok_rows = sorted(vectors)
         if ok_rows:
-            self._predict_rows(sources, ok_rows, vectors, proba, errors, max_pixels)
+            self._predict_rows(sources, ok_rows, vectors, proba, errors, outside)
         ok = np.zeros(n, bool)
         ok[[i for i in ok_rows if i not in errors]] = True
-        return result_frame(names, classes, proba, ok, errors, min_confidence)
+        return result_frame(names, classes, proba, ok, errors, min_confidence, outside)
 
-    def _predict_rows(self, sources, rows, vectors, proba, errors, max_pixels) -> None:
-        """Fill ``proba[rows]``; on a failed batch retry row by row, recording failures in ``errors``."""
+    def _predict_rows(self, sources, rows, vectors, proba, errors, outside) -> None:
+        """Fill ``proba[rows]``, recording failed rows in ``errors`` and rows outside the domain in ``outside``.
+
+        A batch that fails is retried without the rows a :class:`PartialPredictionError` names, then
+        row by row, so one bad image never costs the others their predictions.
+        """
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="hybridwbc-predict-") as tmp:
@@ -192,25 +210,62 @@ class WBCPipeline:
             if self.input_kind != "features":  # estimators that read the image files themselves
                 for i in rows:
                     paths[i] = _as_file(sources[i], tmp, i)
-            feats = np.vstack([vectors[i] for i in rows])
+            feats = {i: vectors[i] for i in rows}
 
-            def run(idx, X):
-                p = np.asarray(self.estimator.predict_proba(
-                    design_matrix(self.input_kind, [paths.get(i, "") for i in idx], X)), dtype=np.float64)
+            def X_of(idx):
+                return design_matrix(self.input_kind, [paths.get(i, "") for i in idx],
+                                     np.vstack([feats[i] for i in idx]))
+
+            def run(idx):
+                p = np.asarray(self.estimator.predict_proba(X_of(idx)), dtype=np.float64)
                 if p.shape != (len(idx), len(self.classes_)) or not np.all(np.isfinite(p)):
                     raise ValueError(f"predict_proba returned shape {p.shape} or non-finite values")
                 return p
 
-            try:
-                proba[rows] = run(rows, feats)
-                return
-            except Exception:  # noqa: BLE001 - isolate the row that fails, keep the others
-                pass
-            for k, i in enumerate(rows):
+            todo = list(rows)
+            for _ in range(2):  # the batch, then once more without the rows a PartialPredictionError named
                 try:
-                    proba[i] = run([i], feats[k:k + 1])[0]
+                    proba[todo] = run(todo)
+                    todo = []
+                except PartialPredictionError as exc:  # the rows it names are errors; the others keep their answer
+                    errors.update({todo[k]: f"{type(exc).__name__}: {r}" for k, r in exc.reasons.items()})
+                    keep = [k for k, i in enumerate(todo) if i not in errors]
+                    p = np.asarray(exc.proba, dtype=np.float64)
+                    if p.shape == (len(todo), len(self.classes_)) and np.all(np.isfinite(p[keep])):
+                        proba[[todo[k] for k in keep]] = p[keep]
+                        keep = []
+                    todo = [todo[k] for k in keep]
+                except Exception:  # noqa: BLE001 - isolate the row that fails, keep the others
+                    break
+                if not todo:
+                    break
+            for i in todo:
+                try:
+                    proba[i] = run([i])[0]
+                except PartialPredictionError as exc:
+                    errors[i] = f"{type(exc).__name__}: {exc.reasons.get(0, exc)}"
                 except Exception as exc:  # noqa: BLE001
                     errors[i] = f"{type(exc).__name__}: the classifier failed on this image ({exc})"
+            answered = [i for i in rows if i not in errors]
+            if self.domain is not None and answered:
+                self._check_domain(answered, X_of, errors, outside)
+
+    def _check_domain(self, rows, X_of, errors, outside) -> None:
+        """Record in ``outside`` the ``rows`` beyond :attr:`domain`; a row the check cannot measure is an error."""
+        from hybridwbc.models.domain import domain_representation
+
+        try:
+            d = self.domain.distance(domain_representation(self.estimator, X_of(rows)))
+        except Exception as exc:  # noqa: BLE001 - never answer a row the check could not measure
+            for i in rows:
+                errors[i] = f"{type(exc).__name__}: the applicability-domain check failed on this image ({exc})"
+            return
+        limit = float(self.domain.threshold_)
+        for i, di in zip(rows, d):
+            if not di <= limit:
+                outside[i] = (f"outside the model's training domain: distance {di:.3g} to its nearest training "
+                              f"cells > threshold {limit:.3g} (the {self.domain.quantile:g} quantile of "
+                              "training distances); the answer would be a guess, send the cell to a human")
 
     # persistence ------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
@@ -227,7 +282,7 @@ class WBCPipeline:
         tmp = folder / (MODEL_FILE + ".tmp")
         joblib.dump(self, tmp)
         os.replace(tmp, model_path)
-        files = {MODEL_FILE: file_sha256(model_path)}
+        files = {MODEL_FILE: file_sha256(model_path)}  # the domain, if any, is pickled in it
         cnn = trained_cnn(self.estimator)
         if cnn is not None:
             files["cnn.keras"] = file_sha256(Path(cnn.save_keras(folder)))
@@ -239,6 +294,7 @@ class WBCPipeline:
             "featurizer_params": {k: repr(v) for k, v in self.featurizer.get_params().items()},
             "estimator": type(self.estimator).__name__,
             "input_kind": self.input_kind,
+            "domain": self.domain.describe() if getattr(self, "domain", None) is not None else None,
             "versions": library_versions(),
             "info": jsonable(self.info),
             "files": files,
@@ -269,46 +325,8 @@ class WBCPipeline:
         obj = joblib.load(folder / MODEL_FILE)
         if not isinstance(obj, cls):
             raise ModelLoadError(f"{str(folder / MODEL_FILE)!r} holds a {type(obj).__name__}, not a WBCPipeline.")
+        obj.__dict__.setdefault("domain", None)  # saved before the applicability domain existed
         return obj
-
-
-UNCERTAIN = "uncertain"
-
-
-def check_min_confidence(value) -> float:
-    """``value`` as a float in [0, 1].
-
-    Raises
-    ------
-    ConfigError
-        If it is not a number in [0, 1].
-    """
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not 0.0 <= v <= 1.0:
-        raise ConfigError(f"min_confidence must be a number in [0, 1]; received {value!r}.")
-    return v
-
-
-def check_max_pixels(value) -> int:
-    """``value`` as a positive int.
-
-    Raises
-    ------
-    ConfigError
-        If it is not a positive integer.
-    """
-    try:
-        v = int(value)
-        if v != float(value):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        v = 0
-    if v < 1:
-        raise ConfigError(f"max_pixels must be a positive integer (width * height); received {value!r}.")
-    return v
 
 
 def _is_bytes(x) -> bool:
@@ -388,29 +406,3 @@ def _as_file(source, folder: str, i: int) -> str:
     with open(path, "wb") as fh:
         fh.write(data)
     return path
-
-
-def result_frame(names: Sequence[str], classes: Sequence[str], proba: np.ndarray, ok: np.ndarray,
-                 errors: dict, min_confidence: float = 0.0) -> pd.DataFrame:
-    """The prediction table: ``path, label, confidence, p_<class>..., status, error``.
-
-    Rows not ``ok`` get an empty label, NaN confidence and probabilities,
-    ``status="error"`` and their reason from ``errors`` (row -> str). An ``ok``
-    row whose confidence is below ``min_confidence`` is labelled ``uncertain``.
-    """
-    n = len(names)
-    proba = np.asarray(proba, dtype=np.float64).reshape(n, len(classes))
-    ok = np.asarray(ok, dtype=bool)
-    best = np.where(ok, np.argmax(np.where(ok[:, None], np.nan_to_num(proba, nan=-1.0), 0.0), axis=1), 0)
-    conf = np.where(ok, proba[np.arange(n), best] if n else np.empty(0), np.nan)
-    label = np.where(ok, np.asarray(list(classes), dtype=object)[best] if n else np.empty(0, object), "")
-    if min_confidence > 0:
-        label = np.where(ok & (conf < min_confidence), UNCERTAIN, label)
-    out = pd.DataFrame({"path": pd.Series(list(names), dtype=object)})
-    out["label"] = pd.Series(label, dtype=object)
-    out["confidence"] = conf
-    for j, c in enumerate(classes):
-        out[f"p_{c}"] = np.where(ok, proba[:, j], np.nan)
-    out["status"] = np.where(ok, "ok", "error").astype(object)
-    out["error"] = pd.Series(["" if ok[i] else errors.get(i, "error") for i in range(n)], dtype=object)
-    return out

@@ -16,6 +16,10 @@ folder; a path leaving that folder becomes an error row).
 Writes one row per image: ``path``, ``label``, ``confidence``, one ``p_<class>``
 column per class, and ``status`` / ``error``. An image that cannot be read or
 holds no cell gets ``status=error`` with the reason; it never stops the batch.
+A symlink loop or a folder that cannot be listed, met while walking ``input``,
+is an error row too. An image unlike the model's training cells (outside its
+applicability domain) gets ``status=out_of_domain`` and the label ``uncertain``,
+with its probabilities; the summary line counts those rows.
 Below ``min_confidence`` the label is ``uncertain`` (the probabilities are still
 written): send those cells to a human. ``max_pixels`` bounds ``width * height``
 of any image decoded. File names that are not valid UTF-8 are written with
@@ -74,35 +78,45 @@ def parse_args(argv: list[str]) -> dict:
     return args
 
 
-def collect_inputs(spec: str) -> list[str]:
+def collect_inputs(spec: str) -> tuple[list[str], dict[int, str]]:
     """Image paths named by a folder (searched recursively), a file, or a glob pattern.
+
+    Returns
+    -------
+    paths : list of str
+        One per row: the images found, then what a folder walk could not take (a symlink loop,
+        a folder that cannot be listed, a broken or looping link), so that each is reported.
+    errors : dict of int to str
+        Row -> reason, for the rows of the walk's problems.
 
     Raises
     ------
     DataLayoutError
-        If nothing matches, or a folder holds no image files.
+        If nothing matches, or a folder holds no image files and no problem to report.
     """
     from hybridwbc.data.io import IMAGE_SUFFIXES
     from hybridwbc.data.manifest import walk_images
 
     p = Path(spec).expanduser()
     if p.is_dir():
-        found = [str(x) for x in walk_images(p, [], check_names=False)]
-        if not found:
+        problems: list[dict] = []
+        found = [str(x) for x in walk_images(p, problems, check_names=False, report_other=False)]
+        if not found and not problems:
             raise DataLayoutError(
                 f"Input folder {spec!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}). "
                 "Fix: point input= at a folder of cell images, one image file, or a glob."
             )
-        return found
+        errors = {len(found) + k: f"ImageReadError: {r['reason']}" for k, r in enumerate(problems)}
+        return found + [r["path"] for r in problems], errors
     if p.is_file() or p.is_symlink():
-        return [str(p)]
+        return [str(p)], {}
     matches = sorted(m for m in glob.glob(os.path.expanduser(spec), recursive=True) if os.path.isfile(m))
     if not matches:
         raise DataLayoutError(
             f"Input {spec!r} is not a file or folder and matches no files as a glob. "
             "Fix: check the path (quote globs so the shell leaves them alone)."
         )
-    return matches
+    return matches, {}
 
 
 def collect_rows(spec: str) -> tuple[list[str], dict[int, str]]:
@@ -113,7 +127,8 @@ def collect_rows(spec: str) -> tuple[list[str], dict[int, str]]:
     paths : list of str
         One per row.
     errors : dict of int to str
-        Rows that are refused before reading (a CSV path outside the CSV's folder).
+        Rows that are refused before reading (a CSV path outside the CSV's folder; a symlink
+        loop or unreadable folder met while walking a folder).
 
     Raises
     ------
@@ -123,7 +138,7 @@ def collect_rows(spec: str) -> tuple[list[str], dict[int, str]]:
     """
     p = Path(spec).expanduser()
     if not (p.is_file() and p.suffix.lower() == ".csv"):
-        return collect_inputs(spec), {}
+        return collect_inputs(spec)
     import pandas as pd
 
     try:
@@ -201,7 +216,7 @@ def predict(model: str, input: str, output: str, n_jobs: int = 1, min_confidence
     """
     import pandas as pd
 
-    from hybridwbc.serve.pipeline import WBCPipeline, result_frame
+    from hybridwbc.serve.pipeline import OUT_OF_DOMAIN, UNCERTAIN, WBCPipeline, result_frame
 
     obj = load_model(model)
     paths, refused = collect_rows(input)
@@ -239,11 +254,14 @@ def predict(model: str, input: str, output: str, n_jobs: int = 1, min_confidence
     shown = df.assign(path=df["path"].map(display_path))
     shown.to_csv(tmp, index=False, encoding="utf-8", errors="backslashreplace")
     os.replace(tmp, out)
-    n_err = int((df["status"] != "ok").sum())
-    n_unc = int((df["label"] == "uncertain").sum()) if min_confidence > 0 else 0
-    print(f"hybridwbc: predicted {len(df) - n_err} of {len(df)} images -> {out}"
+    n_err = int((df["status"] == "error").sum())
+    n_ood = int((df["status"] == OUT_OF_DOMAIN).sum())
+    n_unc = int(((df["label"] == UNCERTAIN) & (df["status"] == "ok")).sum()) if min_confidence > 0 else 0
+    print(f"hybridwbc: predicted {len(df) - n_err - n_ood} of {len(df)} images -> {out}"
           + (f" ({n_err} errors, see the status/error columns)" if n_err else "")
-          + (f"; {n_unc} below min_confidence={min_confidence} labelled 'uncertain'" if n_unc else ""), flush=True)
+          + (f"; {n_ood} outside the model's training domain (status {OUT_OF_DOMAIN}, label '{UNCERTAIN}')"
+             if n_ood else "")
+          + (f"; {n_unc} below min_confidence={min_confidence} labelled '{UNCERTAIN}'" if n_unc else ""), flush=True)
     return df
 
 

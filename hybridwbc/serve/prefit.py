@@ -94,15 +94,28 @@ class SavedModelClassifier(ClassifierMixin, BaseEstimator):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes), dtype float64
-            An image the saved model cannot read or finds no cell in gets
-            uniform probabilities (it has no opinion on it).
+
+        Raises
+        ------
+        PartialPredictionError
+            If the saved model cannot answer some images: it cannot read them,
+            finds no cell, or finds them outside its training domain. Its
+            ``reasons`` name this model's folder and say why; its ``proba``
+            holds the other rows' answers (NaN for those). It never invents
+            probabilities for an image it has no opinion on.
         """
+        from hybridwbc.errors import PartialPredictionError
+
         pipe = self._loaded()
         paths = [os.fspath(p) for p in np.asarray(X, dtype=object).reshape(len(X), -1)[:, 0]]
         frame = pipe.predict_paths(paths)
         proba = frame[[f"p_{c}" for c in pipe.classes_]].to_numpy(dtype=np.float64)
         bad = (frame["status"] != "ok").to_numpy() | ~np.isfinite(proba).all(axis=1)
-        proba[bad] = 1.0 / len(pipe.classes_)
+        if bad.any():
+            proba[bad] = np.nan
+            where = f"saved model {os.fspath(self.model_dir)!r}"
+            raise PartialPredictionError({int(i): f"{where}: {frame['status'].iloc[i]}: {frame['error'].iloc[i]}"
+                                          for i in np.flatnonzero(bad)}, proba)
         return proba
 
     def predict(self, X) -> np.ndarray:

@@ -18,7 +18,7 @@ JPEG/PNG/BMP/TIFF file, as ``bytes`` or a base64 string; a ``data:...;base64,``
 prefix is accepted). Per row, a non-empty ``image`` wins; ``path`` then only
 names the row. Output: one row per input row, in order, with columns ``path``,
 ``label``, ``confidence``, ``p_<class>`` per class, ``status`` (``ok`` /
-``error``) and ``error``. Params (per call, or per REST request under
+``out_of_domain`` / ``error``) and ``error``. Params (per call, or per REST request under
 ``"params"``): ``min_confidence`` (abstain below it: label ``uncertain``),
 ``max_pixels`` (largest ``width * height`` decoded) and ``n_jobs``.
 

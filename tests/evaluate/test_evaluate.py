@@ -132,3 +132,33 @@ def test_comparison_ranks_and_tests_on_all_test_rows(tmp_path):
     assert out["best"] == "careful"
     # rows 0-3: careful right, skippy skipped (b = 4); rows 8-9: careful wrong, skippy right (c = 2)
     assert (out["b"], out["c"]) == (4, 2)
+
+
+def test_held_out_ood_share_flags_a_subject_unlike_the_others():
+    """Issue #10.2: the domain is fitted per training split on training rows only; a held-out subject whose
+    cells lie far from every training subject is flagged, ordinary held-out subjects are not."""
+    from hybridwbc.evaluate.protocol import fit_domain, held_out_ood_share
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = np.array(["a", "b"] * 100, dtype=object)
+    groups = np.repeat(np.arange(20), 10).astype(object)
+    X[groups == 7] += 12.0  # one subject from another lab
+    pred, splits, fitted = predict_out_of_sample(LogisticRegression(), X, y, groups, protocol="cv", n_splits=5)
+    out = held_out_ood_share(fitted, splits, X, groups)
+    assert [d.reference_.shape[0] for d in out["domains"]] == [len(train) for train, _ in splits]
+    # subject 7 (10 of 200 cells) is flagged; of the other 190 held-out cells at most a few
+    assert 10 / 200 <= out["ood_share_test"] <= 10 / 200 + 0.05
+    assert out["ood_share_test_max"] >= 10 / 40
+    assert fit_domain(LogisticRegression().fit(X, y), X, groups).inside(X[groups == 7]).all()
+
+
+def test_domain_settings_are_a_schema():
+    from hydra.errors import ConfigCompositionException
+
+    from hybridwbc.config import compose_experiment
+
+    cfg = compose_experiment("all_hem")
+    assert cfg.eval.domain.enabled and cfg.eval.domain.quantile == 0.99
+    with pytest.raises(ConfigCompositionException, match="eval.domain.quantle"):
+        compose_experiment("all_hem", ["eval.domain.quantle=0.9"])

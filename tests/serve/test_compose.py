@@ -10,7 +10,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from hybridwbc.data.synthetic import generate_dataset
-from hybridwbc.errors import ConfigError, ModelLoadError
+from hybridwbc.errors import ConfigError, ModelLoadError, PartialPredictionError
 from hybridwbc.features.simple import ColourShapeFeaturizer
 from hybridwbc.features.table import featurize_paths
 from hybridwbc.models.cascade import CascadeClassifier
@@ -64,9 +64,13 @@ def test_saved_model_is_a_prefit_classifier(models):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     truth = np.array(["all"] * 10 + ["hem"] * 10)
     assert (head.predict(X) == truth).mean() > 0.9
-    # a file the head cannot read: uniform probabilities, not a crash
-    bad = head.predict_proba(np.array([[str(models["head"] / "model.json")]], dtype=object))
-    np.testing.assert_allclose(bad, [[0.5, 0.5]])
+    # a file the head cannot read: no invented (uniform) probabilities, but the reason, naming the head
+    mixed = np.array([[models["head_paths"][0]], [str(models["head"] / "model.json")]], dtype=object)
+    with pytest.raises(PartialPredictionError, match=r"1 of 2 rows could not be predicted; e.g. row 1: saved model "
+                       r".*head0/model.*ImageReadError") as info:
+        head.predict_proba(mixed)
+    assert list(info.value.reasons) == [1] and np.isnan(info.value.proba[1]).all()
+    np.testing.assert_allclose(info.value.proba[0], proba[0])
     with pytest.raises(ModelLoadError, match="model.json is missing"):
         load_saved_classifier(models["head"].parent / "nowhere")
 
@@ -124,3 +128,52 @@ def test_compose_errors(models, tmp_path, capsys):
     no_lym.fit(X, models["y"])
     with pytest.raises(ConfigError, match="Cannot attach a head for 'lymphocyte'"):
         no_lym.attach_head(SavedModelClassifier(models["head"]).fit(), head_columns=["path"])
+
+
+def _failing_head(tmp_path, models, how):
+    """The head of ``models`` saved so that it cannot answer smear cells: ``nocell`` (its featurizer finds no
+    cell in any image) or ``domain`` (an applicability domain fitted on its black-background training cells)."""
+    from hybridwbc.evaluate.protocol import fit_domain
+
+    pipe = WBCPipeline.load(models["head"])
+    if how == "nocell":  # no component can cover twice the image: NoCellFoundError by construction
+        return WBCPipeline(ColourShapeFeaturizer(min_area_fraction=2.0), pipe.estimator, info=pipe.info).save(
+            tmp_path / "nocell" / "model")
+    X = _features(pipe.featurizer, models["head_paths"])  # 20 cells: the 0.9 quantile keeps two hue outliers out
+    return WBCPipeline(pipe.featurizer, pipe.estimator, info=pipe.info,
+                       domain=fit_domain(pipe.estimator, X, quantile=0.9)).save(tmp_path / "domain" / "model")
+
+
+@pytest.mark.parametrize("how, reason", [("nocell", "NoCellFoundError"), ("domain", "out_of_domain")])
+def test_a_head_that_cannot_answer_never_says_leukaemic(models, tmp_path, how, reason):
+    """Issue #10.1: a head that cannot read a cell, finds none, or finds it out of its domain makes the
+    lymphocyte rows error rows naming the head, never ``lymphocyte:all`` from a tie at 0.5 with status ok."""
+    head = _failing_head(tmp_path, models, how)
+    out = compose_head(models["cascade"], head, tmp_path / "composed" / "model")
+    base = WBCPipeline.load(models["cascade"]).predict_paths(models["paths"])
+    df = WBCPipeline.load(out).predict_paths(models["paths"])
+    lym = (base["label"] == "lymphocyte").to_numpy()
+    assert lym.sum() >= 5
+    assert (df.loc[lym, "status"] == "error").all()
+    assert not df["label"].isin(["lymphocyte:all", "lymphocyte:hem"]).any()
+    reasons = df.loc[lym, "error"]
+    assert reasons.str.contains("'lymphocyte' head").all() and reasons.str.contains(str(head)).all()
+    assert reasons.str.contains(reason).all()
+    # the other cells keep the cascade's verdict and a row of probabilities that sums to one
+    assert (df.loc[~lym, "status"] == "ok").all() and (df.loc[~lym, "label"] == base.loc[~lym, "label"]).all()
+    p = df.loc[~lym, [c for c in df.columns if c.startswith("p_")]].to_numpy()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+
+
+def test_cascade_raises_only_for_rows_the_head_decides(models, tmp_path):
+    cascade = WBCPipeline.load(models["cascade"]).estimator
+    composed = cascade.attach_head(load_saved_classifier(_failing_head(tmp_path, models, "nocell")),
+                                   head_columns=["path"])
+    feats = _features(ColourShapeFeaturizer(), models["paths"])
+    X = design_matrix("paths_features", models["paths"], feats)
+    lym = cascade.predict(X) == "lymphocyte"
+    with pytest.raises(PartialPredictionError, match=r"the 'lymphocyte' head \(SavedModelClassifier\) cannot split "
+                       r"this lymphocyte cell: saved model .*NoCellFoundError") as info:
+        composed.predict_proba(X)
+    assert sorted(info.value.reasons) == np.flatnonzero(lym).tolist()
+    assert np.isnan(info.value.proba[lym]).all() and np.isfinite(info.value.proba[~lym]).all()

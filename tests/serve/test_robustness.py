@@ -76,8 +76,9 @@ def test_every_bad_input_through_predict_is_a_row_and_good_rows_survive(make_bad
     # the non-UTF-8 name is predicted; the CSV stays valid UTF-8 with the byte escaped
     assert by_name["caf\\xe9.png"]["status"] == "ok"
     out.read_bytes().decode("utf-8")
-    # the folder symlink loop is not followed forever and adds no rows
-    assert len(df) == len(EXPECTED) + 3
+    # the folder symlink loop is not followed forever, and is reported as one error row (never dropped silently)
+    assert by_name["loopdir"]["status"] == "error" and "symlink loop" in by_name["loopdir"]["error"]
+    assert len(df) == len(EXPECTED) + 4
     assert "error" in capsys.readouterr().out
 
 
