@@ -41,8 +41,9 @@ def validation_split(y: np.ndarray, groups: np.ndarray, fraction: float, seed: i
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
     k = max(2, int(round(1.0 / fraction)))
-    _, counts = np.unique(y, return_counts=True)
-    if counts.min() >= k:
+    groups = np.asarray(groups, dtype=object).astype(str)
+    fewest = min(len(set(groups[y == c])) for c in np.unique(y))  # groups of the class with the fewest
+    if fewest >= k:  # stratified folds need k groups of every class; with fewer subjects, a grouped shuffle
         tr, va = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(y, y, groups))
     else:
         tr, va = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(y, y, groups))

@@ -127,3 +127,17 @@ def test_crossfit_head_sees_only_out_of_fold_embeddings(crossfit, grouped):
 def test_crossfit_must_be_off_or_at_least_two_folds():
     with pytest.raises(ConfigError, match=r"crossfit must be 0 \(off\) or at least 2 \(inner folds\); received 1"):
         EmbeddingClassifier(cnn=_SubjectCNN(), head=LogisticRegression(), crossfit=1).validate()
+
+
+def test_validation_split_with_fewer_subjects_than_folds():
+    """0.1 asks for 10 stratified folds; 9 subjects cannot fill them, so a grouped shuffle split is drawn."""
+    from hybridwbc.cnn.training import validation_split
+
+    groups = np.repeat([f"S{k}" for k in range(9)], 4)
+    y = (np.arange(36) // 4 % 2).astype(np.int64)  # subjects alternate between the two classes
+    tr, va = validation_split(y, groups, 0.1, seed=0)
+    assert len(va) and sorted(np.concatenate([tr, va]).tolist()) == list(range(36))
+    assert not set(groups[tr]) & set(groups[va])
+    shas = np.array([f"h{i}" for i in range(36)])  # by content hash: 36 groups, stratified folds
+    tr, va = validation_split(y, shas, 0.1, seed=0)
+    assert len(va) == 4 and sorted(set(y[va].tolist())) == [0, 1]
