@@ -4,7 +4,11 @@
 in :meth:`~CalibratedModel.fit`, it carves a *calibration split* out of it
 (stratified by class; whole groups when ``groups`` is given, so no subject
 straddles the two parts), fits a clone of the wrapped estimator on the rest,
-and fits a calibrator on the calibration split only:
+and fits a calibrator on the calibration split only. With ``cv=k`` it cross-fits instead, as
+scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` does but with grouped folds: ``k`` clones,
+each fitted on ``k - 1`` stratified folds that never split a group (a subject), score the held-out
+fold; the calibrator is fitted on these out-of-fold scores and the estimator refitted on all rows.
+The methods:
 
 ``sigmoid`` / ``isotonic``
     One-vs-rest, as scikit-learn's ``CalibratedClassifierCV`` does for a
@@ -47,7 +51,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from hybridwbc.errors import ConfigError
-from hybridwbc.models.parts import WBCEstimator, takes_groups, trained_cnn
+from hybridwbc.models.parts import WBCEstimator, fit_with_groups, grouped_folds, trained_cnn
 
 __all__ = [
     "CalibratedModel",
@@ -272,29 +276,34 @@ class CalibratedModel(WBCEstimator, MetaEstimatorMixin, ClassifierMixin, BaseEst
         ``X`` is a column of file paths).
     method : {"sigmoid", "isotonic", "temperature"}, default "sigmoid"
     calibration_size : float in (0, 0.5], default 0.2
-        Share of the training rows (or groups) held out to fit the calibrator.
+        Share of the training rows (or groups) held out to fit the calibrator (when ``cv`` is None).
     random_state : int, default 0
-        Seed of the calibration split.
+        Seed of the calibration split (or folds).
+    cv : int, optional
+        ``None``: one held-out calibration split. ``k >= 2``: calibrate on out-of-fold scores of
+        ``k`` grouped, stratified folds (see :func:`hybridwbc.models.parts.grouped_folds`; lowered to
+        the fewest groups of a class), then refit the estimator on all rows.
 
     Attributes
     ----------
-    estimator_ : fitted classifier (fitted on the fitting part only)
+    estimator_ : fitted classifier (fitted on the fitting part only; on all rows with ``cv``)
     calibrator_ : list of per-class calibrators, or None for ``temperature``
     temperature_ : float
         The fitted temperature (1.0 unless ``method="temperature"``).
     classes_ : ndarray
     fit_indices_, calibration_indices_ : ndarray of int
-        Rows of the ``X`` given to :meth:`fit` used for each part.
+        Rows of the ``X`` given to :meth:`fit` used for each part (all rows for both with ``cv``).
     n_features_in_ : int
         Present when the wrapped estimator sets it.
     """
 
     def __init__(self, estimator=None, method: str = "sigmoid", calibration_size: float = 0.2,
-                 random_state: int = 0):
+                 random_state: int = 0, cv: int | None = None):
         self.estimator = estimator
         self.method = method
         self.calibration_size = calibration_size
         self.random_state = random_state
+        self.cv = cv
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -317,7 +326,7 @@ class CalibratedModel(WBCEstimator, MetaEstimatorMixin, ClassifierMixin, BaseEst
         X : array-like of shape (n_samples, ...)
         y : array-like of shape (n_samples,)
         groups : array-like of shape (n_samples,), optional
-            Subject ids: the calibration split takes whole groups.
+            Subject ids: the calibration split (or each fold) takes whole groups.
 
         Returns
         -------
@@ -326,9 +335,9 @@ class CalibratedModel(WBCEstimator, MetaEstimatorMixin, ClassifierMixin, BaseEst
         Raises
         ------
         ConfigError
-            If ``method`` or ``calibration_size`` is invalid.
+            If ``method``, ``calibration_size`` or ``cv`` is invalid.
         ValueError
-            If ``y`` holds fewer than two classes, or no calibration split can be carved.
+            If ``y`` holds fewer than two classes, or no calibration split (or folds) can be carved.
         """
         if self.method not in METHODS:
             raise ConfigError(f"CalibratedModel.method must be one of {list(METHODS)}; received {self.method!r}.")
@@ -336,7 +345,11 @@ class CalibratedModel(WBCEstimator, MetaEstimatorMixin, ClassifierMixin, BaseEst
             raise ConfigError(
                 f"CalibratedModel.calibration_size must be in (0, 0.5]; received {self.calibration_size!r}."
             )
+        if self.cv is not None and (isinstance(self.cv, bool) or int(self.cv) < 2):
+            raise ConfigError(f"CalibratedModel.cv must be null or an integer of at least 2; received {self.cv!r}.")
         X, y = _check_targets(X, y)
+        if self.cv is not None:
+            return self._fit_crossfitted(X, y, groups)
         fit_idx, cal_idx = calibration_split(y, groups, self.calibration_size, self.random_state)
         if len(cal_idx) == 0:
             raise ValueError(
@@ -358,16 +371,44 @@ class CalibratedModel(WBCEstimator, MetaEstimatorMixin, ClassifierMixin, BaseEst
         self.fit_indices_, self.calibration_indices_ = fit_idx, cal_idx
         return self
 
-    def _fit_base(self, X_fit, y_fit, groups_fit, fit_idx):
-        """Fit a clone of the estimator on the fitting part; sets ``estimator_``, ``classes_``, ``n_features_in_``."""
+    def _fit_crossfitted(self, X, y, groups):
+        """Calibrate on out-of-fold scores of grouped folds, then refit the estimator on all rows."""
+        groups = None if groups is None else np.asarray(groups)
+        if groups is not None and len(groups) != len(y):
+            raise ValueError(f"groups has {len(groups)} entries but y has {len(y)}; they must match.")
+        classes = np.unique(y)
+        oof = None
+        for tr, te in grouped_folds(y, groups, int(self.cv), int(self.random_state)):
+            part = self._fit_clone(_rows(X, tr), y[tr], None if groups is None else groups[tr], tr)
+            if list(part.classes_) != list(classes):
+                raise ValueError(
+                    f"A calibration fold trained without class(es) {sorted(set(classes) - set(part.classes_))}: "
+                    "too few subjects of that class for cross-fitted calibration. Fix: lower cv, or set cv to "
+                    "null (one held-out calibration split).")
+            z = _logits(part, _rows(X, te)) if self.method == "temperature" else _scores(part, _rows(X, te))
+            oof = np.zeros((len(y), z.shape[1])) if oof is None else oof
+            oof[te] = z
+        self._fit_base(X, y, groups, np.arange(len(y)))
+        y_idx = np.searchsorted(self.classes_, y)
+        self.temperature_, self.calibrator_ = 1.0, None
+        if self.method == "temperature":
+            self.temperature_ = _fit_temperature(oof, y_idx)
+        else:
+            self.calibrator_ = _fit_ovr(oof, y_idx, len(self.classes_), self.method)
+        self.fit_indices_ = self.calibration_indices_ = np.arange(len(y))
+        return self
+
+    def _fit_clone(self, X_fit, y_fit, groups_fit, fit_idx):
+        """A clone of the estimator fitted on ``X_fit``; an inner search gets the groups."""
         from sklearn.linear_model import LogisticRegression
 
         base = clone(self.estimator) if self.estimator is not None else LogisticRegression()
-        if takes_groups(base):
-            # an inner search gets the subjects; with none, each row is its own group
-            base.fit(X_fit, y_fit, groups=groups_fit if groups_fit is not None else fit_idx)
-        else:
-            base.fit(X_fit, y_fit)
+        # an inner search gets the subjects; with none, each row is its own group
+        return fit_with_groups(base, X_fit, y_fit, groups_fit if groups_fit is not None else fit_idx)
+
+    def _fit_base(self, X_fit, y_fit, groups_fit, fit_idx):
+        """Fit a clone of the estimator on the fitting part; sets ``estimator_``, ``classes_``, ``n_features_in_``."""
+        base = self._fit_clone(X_fit, y_fit, groups_fit, fit_idx)
         self.estimator_ = base
         self.classes_ = np.asarray(base.classes_)
         if hasattr(base, "n_features_in_"):

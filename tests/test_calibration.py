@@ -24,7 +24,8 @@ from hybridwbc.report.calibration import reliability_png, risk_coverage_png
 
 
 @parametrize_with_checks([CalibratedModel(LogisticRegression(), method=m) for m in ("sigmoid", "isotonic",
-                                                                                    "temperature")])
+                                                                                    "temperature")]
+                         + [CalibratedModel(LogisticRegression(), cv=2)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -112,8 +113,81 @@ def test_groups_reach_the_split_and_an_inner_search():
     assert hasattr(m.estimator_, "best_params_")
 
 
+class _RowRecorder(LogisticRegression):
+    """Records the row ids (column 0) of every fit."""
+
+    fits: list = []
+
+    def fit(self, X, y):
+        _RowRecorder.fits.append(np.asarray(X)[:, 0].astype(int))
+        return super().fit(X[:, 1:], y)
+
+    def decision_function(self, X):  # predict_proba and predict go through it
+        return super().decision_function(np.asarray(X)[:, 1:])
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "temperature"])
+def test_cross_fitted_calibration_keeps_subjects_whole_and_calibrates(method):
+    X, y = _blobs(n=2200, k=2, seed=4)
+    X, y, Xt, yt = X[:1200], y[:1200], X[1200:], y[1200:]
+    groups = np.arange(len(y)) // 6  # 200 subjects of 6 cells
+    X = np.column_stack([np.arange(len(y)), X])
+    _RowRecorder.fits = []
+    m = CalibratedModel(_RowRecorder(), method=method, cv=3).fit(X, y, groups=groups)
+    *folds, full = _RowRecorder.fits
+    assert len(folds) == 3 and sorted(full.tolist()) == list(range(len(y)))  # then refitted on every row
+    for rows in folds:
+        held_out = np.setdiff1d(np.arange(len(y)), rows)
+        assert 0 < len(held_out) < len(y) and not set(groups[rows]) & set(groups[held_out])
+    assert len(m.calibration_indices_) == len(y)
+    over = CalibratedModel(Overconfident(), method=method, cv=3).fit(X[:, 1:], y, groups=groups)
+    classes = list(over.classes_)
+    ece_raw = expected_calibration_error(yt, over.estimator_.predict_proba(Xt), classes)
+    assert expected_calibration_error(yt, over.predict_proba(Xt), classes) < ece_raw / 2
+
+
+def test_configured_svm_head_calibrates_on_subject_grouped_folds(compose, monkeypatch):
+    """The head of cnn_svm and hybrid (conf/head/svm_calibrated.yaml): grouped inner calibration."""
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    from hybridwbc.config import build_estimator
+    from hybridwbc.models.parts import fit_with_groups
+
+    fits = []
+    real = Pipeline.fit
+
+    def spy(self, X, y=None, **params):
+        fits.append(np.asarray(X)[:, 0].astype(int))
+        return real(self, X, y, **params)
+
+    monkeypatch.setattr(Pipeline, "fit", spy)
+    X, y = _blobs(n=240, k=2, seed=6)
+    groups = np.arange(len(y)) // 8
+    X = np.column_stack([np.arange(len(y)), X])
+    for name in ("cnn_svm", "hybrid"):
+        cfg, _ = compose("+experiment=all_hem", f"classifier={name}")
+        head = build_estimator(cfg.classifier, cfg.seed).head
+        fits.clear()
+        fit_with_groups(clone(head), X, y, groups)
+        inner = [rows for rows in fits if len(rows) < len(y)]
+        assert len(inner) == 3, name
+        for rows in inner:
+            assert not set(groups[rows]) & set(groups[np.setdiff1d(np.arange(len(y)), rows)]), name
+
+
 def test_bad_settings_and_data_raise():
     X, y = _blobs(n=60)
+    with pytest.raises(ConfigError, match=r"cv must be null or an integer of at least 2; received 1"):
+        CalibratedModel(cv=1).fit(X, y)
+
+    class _ForgetsC2(LogisticRegression):
+        def fit(self, X, y):
+            keep = (y != "c2") if len(y) < 60 else np.ones(len(y), bool)
+            return super().fit(X[keep], y[keep])
+
+    with pytest.raises(ValueError, match=r"A calibration fold trained without class\(es\) \['c2'\]"):
+        CalibratedModel(_ForgetsC2(), cv=3).fit(X, y)
     with pytest.raises(ConfigError, match="method must be one of"):
         CalibratedModel(method="platt").fit(X, y)
     with pytest.raises(ConfigError, match=r"calibration_size must be in \(0, 0.5\]"):

@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 from hybridwbc.cnn.backbones import validate_backbone
 from hybridwbc.cnn.training import compile_model, fit_model, load_trained, store_trained, training_key, validation_split
 from hybridwbc.errors import ConfigError, ImageReadError
-from hybridwbc.models.parts import WBCEstimator
+from hybridwbc.models.parts import WBCEstimator, fit_with_groups, grouped_folds
 
 __all__ = ["CNNClassifier", "EmbeddingClassifier", "PathInputTags", "split_paths"]
 
@@ -117,8 +117,9 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
     patience : int, default 6
         Early stopping: epochs without improvement of the validation loss.
     validation_fraction : float, default 0.1
-        Share of the *training* rows held out for early stopping and checkpointing
-        (stratified, grouped by content hash). ``0`` trains on all rows for ``epochs``.
+        Share of the *training* rows held out for early stopping, checkpointing and the BatchNorm
+        re-estimation's check (stratified; grouped by the ``groups`` given to :meth:`fit`, i.e. by
+        subject where subjects exist, else by content hash). ``0`` trains on all rows for ``epochs``.
     augment : bool, default True
         Flips, 90-degree rotations, small zoom and colour/stain jitter.
     class_weight : "balanced" or None, default "balanced"
@@ -228,7 +229,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         out = keras.layers.Dense(n_classes, activation="softmax", name="head")(x)
         return keras.Model(inp, out, name=f"cnn_{self.backbone}")
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Train the backbone and head on image files (or reuse the model trained on the same rows).
 
         Parameters
@@ -236,6 +237,10 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         X : array-like of shape (n, 1) (or more columns, ignored)
             Image paths in column 0.
         y : array-like of shape (n,)
+        groups : array-like of shape (n,), optional
+            Subject ids: the validation split takes whole groups, so early stopping and the kept
+            checkpoint are judged on subjects the CNN never trained on. ``None``: grouped by content
+            hash (exact duplicates stay together).
 
         Returns
         -------
@@ -252,19 +257,24 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         y = np.asarray(y, dtype=object)
         if len(paths) != len(y):
             raise ValueError(f"X has {len(paths)} rows but y has {len(y)}.")
+        if groups is not None and len(groups) != len(y):
+            raise ValueError(f"groups has {len(groups)} entries but X has {len(y)} rows.")
         self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
         if len(self.classes_) < 2:
             raise ValueError(f"CNNClassifier needs at least two classes; received {list(self.classes_)}.")
         yi = np.searchsorted(self.classes_.astype(str), y.astype(str)).astype(np.int64)
         keras.utils.set_random_seed(int(self.random_state))
         shas = np.array([file_sha256(p) or p for p in paths], dtype=object)
-        model_key = training_key(self.training_settings(), shas, y) if self.cache_dir else None
+        val_groups = shas if groups is None else np.asarray(groups, dtype=object).astype(str)
+        # the groups shape the validation split, so they are part of what names the training run
+        key_groups = val_groups if groups is not None and float(self.validation_fraction) > 0 else None
+        model_key = training_key(self.training_settings(), shas, y, key_groups) if self.cache_dir else None
         self.from_cache_ = False
         if self._load_cached_model(model_key):
             self.fit_seconds_ = time.perf_counter() - t0
             return self
         if float(self.validation_fraction) > 0:
-            tr, va = validation_split(yi, shas, float(self.validation_fraction), int(self.random_state))
+            tr, va = validation_split(yi, val_groups, float(self.validation_fraction), int(self.random_state))
         else:
             tr, va = np.arange(len(paths)), np.empty(0, np.int64)
         n_classes = len(self.classes_)
@@ -444,46 +454,110 @@ class EmbeddingClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEsti
     embeddings, joined with any further columns of ``X`` (handcrafted features:
     the ``hybrid`` classifier). ``predict`` embeds, joins, and asks the head.
 
+    With ``crossfit=k`` the head never sees the embedding of an image the embedding CNN was
+    trained on: the training rows are split into ``k`` folds (stratified, grouped by subject
+    where ``groups`` are given, else by content hash), and each fold is embedded by a CNN
+    trained on the other ``k - 1``. The head is fitted on these out-of-fold embeddings, as it
+    will meet unseen images at predict time, where the CNN trained on all training rows
+    (``cnn_``) embeds. Trained CNNs are cached by rows and settings, so this costs ``k``
+    extra trainings once.
+
     Parameters
     ----------
     cnn : CNNClassifier
     head : scikit-learn classifier
-        E.g. an SVM pipeline or a random forest.
+        E.g. an SVM pipeline or a random forest. Gets ``groups`` if its ``fit`` takes them
+        (a :class:`~hybridwbc.calibration.CalibratedModel`: grouped inner calibration).
+    crossfit : int, default 0
+        ``0``: the head sees the embeddings of the CNN trained on the same rows;
+        ``k >= 2``: out-of-fold embeddings from ``k`` inner CNNs (see above).
 
     Attributes
     ----------
-    cnn_ : CNNClassifier (fitted)
+    cnn_ : CNNClassifier (fitted on all training rows)
     head_ : fitted head
     classes_ : ndarray
     history_ : dict
         The CNN's per-epoch history.
     n_extra_ : int
         Handcrafted columns joined to the embeddings.
+    crossfit_folds_ : int
+        Inner folds used (0 without cross-fitting).
     """
 
-    def __init__(self, cnn=None, head=None):
+    def __init__(self, cnn=None, head=None, crossfit: int = 0):
         self.cnn = cnn
         self.head = head
+        self.crossfit = crossfit
 
     def _design(self, E: np.ndarray, extra: np.ndarray) -> np.ndarray:
         return np.hstack([np.asarray(E, dtype=np.float64), extra]) if extra.shape[1] else np.asarray(E, np.float64)
 
-    def fit(self, X, y):
-        """Train the CNN, then the head on its embeddings (plus extra columns). Returns ``self``."""
+    def validate(self) -> None:
+        """Check ``crossfit`` and the parts' settings without TensorFlow.
+
+        Raises
+        ------
+        ConfigError
+            ``crossfit`` is neither 0 nor at least 2, or a part's settings are invalid.
+        """
+        if isinstance(self.crossfit, bool) or int(self.crossfit) < 0 or int(self.crossfit) == 1:
+            raise ConfigError(f"crossfit must be 0 (off) or at least 2 (inner folds); received {self.crossfit!r}.")
+        super().validate()
+
+    def fit(self, X, y, groups=None):
+        """Train the CNN, then the head on its (out-of-fold, with ``crossfit``) embeddings. Returns ``self``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, 1 + n_extra)
+            Image paths in column 0, then any extra (handcrafted) columns.
+        y : array-like of shape (n,)
+        groups : array-like of shape (n,), optional
+            Subject ids, passed on to the CNN's validation split, the cross-fitting folds and the
+            head's inner calibration or search.
+        """
         if self.cnn is None or self.head is None:
             raise ConfigError("EmbeddingClassifier needs both cnn and head; received "
                               f"cnn={self.cnn!r}, head={self.head!r}.")
+        self.validate()
         paths, extra = split_paths(X)
         y = np.asarray(y, dtype=object)
-        self.cnn_ = clone(self.cnn).fit(paths, y)
-        res = self.cnn_.embed(paths)
-        keep = res.index
-        self.head_ = clone(self.head).fit(self._design(res.X, extra[keep]), y[keep])
+        groups = None if groups is None else np.asarray(groups, dtype=object)
+        self.cnn_ = fit_with_groups(clone(self.cnn), paths, y, groups)
+        if int(self.crossfit) >= 2:
+            E, keep, skipped = self._out_of_fold(paths, y, groups)
+        else:
+            res = self.cnn_.embed(paths)
+            E, keep, skipped = res.X, res.index, res.skipped.to_dict("records")
+            self.crossfit_folds_ = 0
+        self.head_ = fit_with_groups(clone(self.head), self._design(E, extra[keep]), y[keep],
+                                     None if groups is None else groups[keep])
         self.classes_ = np.asarray(self.head_.classes_)
         self.n_extra_ = int(extra.shape[1])
         self.n_features_in_ = 1 + self.n_extra_
-        self.skipped_ = res.skipped.to_dict("records")
+        self.skipped_ = skipped
         return self
+
+    def _out_of_fold(self, paths: list, y: np.ndarray, groups):
+        """Embeddings of each inner fold by a CNN trained on the other folds: ``(E, kept rows, skipped)``."""
+        from hybridwbc.data.manifest import file_sha256
+
+        inner = groups if groups is not None else np.array([file_sha256(p) or p for p in paths], dtype=object)
+        folds = grouped_folds(y, inner, int(self.crossfit), int(getattr(self.cnn, "random_state", 0) or 0))
+        E = np.zeros((len(paths), int(self.cnn_.n_embed_)))
+        ok = np.zeros(len(paths), dtype=bool)
+        skipped: list = []
+        for tr, te in folds:
+            cnn = fit_with_groups(clone(self.cnn), [paths[i] for i in tr], y[tr],
+                                  None if groups is None else groups[tr])
+            res = cnn.embed([paths[i] for i in te])
+            E[te[res.index]] = res.X
+            ok[te[res.index]] = True
+            skipped += res.skipped.to_dict("records")
+        self.crossfit_folds_ = len(folds)
+        keep = np.flatnonzero(ok)
+        return E[keep], keep, skipped
 
     @property
     def history_(self) -> dict:

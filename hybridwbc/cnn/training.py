@@ -2,7 +2,8 @@
 
 What :meth:`hybridwbc.cnn.estimators.CNNClassifier.fit` calls, in order:
 
-* :func:`validation_split`: stratified, grouped by content hash (duplicates stay together);
+* :func:`validation_split`: stratified, grouped by subject where subjects are given, else by content
+  hash (duplicates stay together);
 * :func:`compile_model`: AdamW with a cosine (one-epoch warm-up), plateau or constant learning rate;
 * :func:`fit_model`: the ``tf.data`` streams, one :class:`EpochLog` line per epoch (inference-mode
   validation after :func:`recalibrate_batchnorm`), best-weights checkpoint and early stopping;
@@ -36,12 +37,13 @@ log = logging.getLogger(__name__)
 
 
 def validation_split(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int):
-    """Stratified split grouped by content hash (duplicates stay together); ``(train, val)`` indices."""
+    """Stratified split that never splits a group (subjects, else content hashes); ``(train, val)`` indices."""
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
     k = max(2, int(round(1.0 / fraction)))
-    _, counts = np.unique(y, return_counts=True)
-    if counts.min() >= k:
+    groups = np.asarray(groups, dtype=object).astype(str)
+    fewest = min(len(set(groups[y == c])) for c in np.unique(y))  # groups of the class with the fewest
+    if fewest >= k:  # stratified folds need k groups of every class; with fewer subjects, a grouped shuffle
         tr, va = next(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(y, y, groups))
     else:
         tr, va = next(GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(y, y, groups))
@@ -226,14 +228,17 @@ class EpochLog:
         return _CB(*args, **kwargs)
 
 
-def training_key(settings: dict, shas, y) -> str:
-    """Key of a training run: the ordered training images (content hashes) and labels, the settings
-    that affect training (a frozen dict: its field names are the key's identity, not the estimator's
-    parameter names), and the TensorFlow/Keras versions."""
+def training_key(settings: dict, shas, y, groups=None) -> str:
+    """Key of a training run: the ordered training images (content hashes) and labels, the groups of
+    the validation split when they are subjects (``None`` when it groups by content hash: the key of
+    such a run is unchanged), the settings that affect training (a frozen dict: its field names are the
+    key's identity, not the estimator's parameter names), and the TensorFlow/Keras versions."""
     import keras
     import tensorflow as tf
 
-    blob = json.dumps({"params": settings, "data": [[str(a), str(b)] for a, b in zip(shas, y)],
+    rows = [[str(a), str(b)] for a, b in zip(shas, y)] if groups is None else \
+        [[str(a), str(b), str(g)] for a, b, g in zip(shas, y, groups)]
+    blob = json.dumps({"params": settings, "data": rows,
                        "versions": [tf.__version__, keras.__version__], "v": 1}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 

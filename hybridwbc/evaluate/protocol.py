@@ -17,7 +17,7 @@ import numpy as np
 
 from hybridwbc.data.splits import holdout_split, kfold_splits
 from hybridwbc.errors import ConfigError
-from hybridwbc.models.parts import proba_over, takes_groups
+from hybridwbc.models.parts import fit_with_groups, proba_over
 
 __all__ = ["Predictions", "fit_estimator", "make_splits", "predict_out_of_sample", "with_skipped", "SKIPPED",
            "final_model", "fit_domain", "held_out_ood_share"]
@@ -53,20 +53,15 @@ class Predictions:
 
 
 def fit_estimator(estimator, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
-    """Fit ``estimator``, passing ``groups`` to whatever takes them.
+    """Fit ``estimator`` on training rows, passing ``groups`` to whatever takes them.
 
-    A grid search, or an estimator whose ``fit`` has a ``groups`` argument
-    (:class:`~hybridwbc.calibration.CalibratedModel`), gets the training rows'
-    groups, so its inner splits never share a subject; so does the last step
-    of a :class:`~sklearn.pipeline.Pipeline`.
+    See :func:`hybridwbc.models.parts.fit_with_groups`: a grid search, an estimator whose ``fit``
+    has a ``groups`` argument (:class:`~hybridwbc.calibration.CalibratedModel`, the CNN estimators,
+    the cascade) or the last step of a :class:`~sklearn.pipeline.Pipeline` gets the training rows'
+    groups, so its inner splits (search, calibration, the CNN's validation split, cross-fitting)
+    never share a subject.
     """
-    from sklearn.pipeline import Pipeline
-
-    if groups is not None and isinstance(estimator, Pipeline) and takes_groups(estimator.steps[-1][1]):
-        return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__groups": groups})
-    if groups is not None and takes_groups(estimator):
-        return estimator.fit(X, y, groups=groups)
-    return estimator.fit(X, y)
+    return fit_with_groups(estimator, X, y, groups)
 
 
 def make_splits(y: np.ndarray, groups: np.ndarray, protocol: str = "holdout", test_size: float = 0.2,

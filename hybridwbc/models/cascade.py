@@ -38,21 +38,31 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from hybridwbc.errors import ConfigError, PartialPredictionError
-from hybridwbc.models.parts import SelectsByName, WBCEstimator, proba_over, trained_cnn
+from hybridwbc.models.parts import (
+    SelectsByName,
+    WBCEstimator,
+    fit_with_groups,
+    grouped_folds,
+    proba_over,
+    trained_cnn,
+)
 
 __all__ = ["CascadeClassifier", "OTHER"]
 
 OTHER = "other"
 
 
-def _default_stage1():
+def _default_stage1(y, groups=None, seed: int = 0):
+    """Standardised RBF SVM, sigmoid-calibrated on out-of-fold scores of three folds that never split a
+    subject (``conf/head/svm_calibrated.yaml`` is the same with :class:`~hybridwbc.calibration.CalibratedModel`)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     svm = SVC(kernel="rbf", C=10.0, class_weight="balanced")
-    return make_pipeline(StandardScaler(), CalibratedClassifierCV(svm, ensemble=False, cv=3))
+    folds = grouped_folds(y, groups, 3, seed)  # the rows' own folds: grouped, unlike cv=3
+    return make_pipeline(StandardScaler(), CalibratedClassifierCV(svm, ensemble=False, cv=folds))
 
 
 def _default_stage2():
@@ -98,6 +108,11 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
     stage1_embeddings : bool, default False
         Append the embedder's output to stage 1's columns, so stage 1 sees the
         granularity and colour features *and* what the CNN learnt about granules.
+    crossfit : int, default 0
+        ``k >= 2``: the stages are fitted on out-of-fold embeddings (each of ``k`` stratified
+        folds, grouped by the ``groups`` given to :meth:`fit`, else by row, is embedded by a clone
+        of the embedder fitted on the other folds), so they never see the embedding of a row the
+        embedder was trained on; ``embedder_`` (fitted on all rows) embeds at predict time. ``0``: off.
 
     Attributes
     ----------
@@ -113,7 +128,7 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
     def __init__(self, stage1=None, stage2=None, special_classes: Sequence = ("eosinophil", "basophil"),
                  stage1_columns=None, stage2_columns=None, feature_names=None, head=None,
                  head_class: str = "lymphocyte", head_columns=None, head_prefit: bool = True,
-                 embedder=None, embedder_columns=None, stage1_embeddings: bool = False):
+                 embedder=None, embedder_columns=None, stage1_embeddings: bool = False, crossfit: int = 0):
         self.stage1 = stage1
         self.stage2 = stage2
         self.special_classes = special_classes
@@ -127,6 +142,7 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         self.embedder = embedder
         self.embedder_columns = embedder_columns
         self.stage1_embeddings = stage1_embeddings
+        self.crossfit = crossfit
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -136,6 +152,18 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
     def parts(self) -> list:
         """Stage 1, stage 2, the embedder and the head (those set)."""
         return [p for p in (self.stage1, self.stage2, self.embedder, self.head) if p is not None]
+
+    def validate(self) -> None:
+        """Check ``crossfit`` and each part's settings.
+
+        Raises
+        ------
+        ConfigError
+            ``crossfit`` is neither 0 nor at least 2, or a part's settings are invalid.
+        """
+        if isinstance(self.crossfit, bool) or int(self.crossfit) < 0 or int(self.crossfit) == 1:
+            raise ConfigError(f"crossfit must be 0 (off) or at least 2 (inner folds); received {self.crossfit!r}.")
+        super().validate()
 
     def trained_cnn(self):
         """The fitted CNN inside: the embedder's, else stage 2's; ``None`` without one."""
@@ -168,17 +196,24 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         return np.asarray(cols, dtype=int)
 
     # fitting ------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Fit stage 1 on all rows and stage 2 on the rows of the other classes.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        groups : array-like of shape (n_samples,), optional
+            Subject ids, passed to every part whose ``fit`` takes them (the embedder's validation
+            split, the stages' inner calibration or search) and to the cross-fitting folds.
         """
+        self.validate()
         X, y = validate_data(self, X, y, dtype=None, ensure_all_finite=not self._object_input(X))
         check_classification_targets(y)
         y = np.asarray(y)
+        groups = None if groups is None else np.asarray(groups, dtype=object)
+        if groups is not None and len(groups) != len(y):
+            raise ValueError(f"groups has {len(groups)} entries but X has {len(y)} rows.")
         head_prefix = f"{self.head_class}:"
         base_y = np.array([str(v).split(":", 1)[0] if isinstance(v, str) and v.startswith(head_prefix) else v
                            for v in y], dtype=y.dtype if y.dtype.kind != "U" else object)
@@ -196,18 +231,22 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         self.embedder_ = None
         if self.embedder is not None and (len(rest) >= 2 or (self.stage1_embeddings and special)):
             self.colse_ = self._columns(self.embedder_columns, X.shape[1])
-            self.embedder_ = clone(self.embedder).fit(X[:, self.colse_], base_y)
-        emb = self._embed(X) if self.embedder_ is not None else None  # every row, once
+            self.embedder_ = fit_with_groups(clone(self.embedder), X[:, self.colse_], base_y, groups)
+        emb = None  # every row's embedding, once: out of fold with crossfit
+        if self.embedder_ is not None:
+            emb = self._out_of_fold(X, base_y, groups) if int(self.crossfit) >= 2 else self._embed(X)
+        sub = (lambda rows: None) if groups is None else (lambda rows: groups[rows])
         if special:
             y1 = np.where(np.isin(base_y, special), base_y.astype(object), OTHER) if rest else base_y
-            self.stage1_ = clone(self.stage1 if self.stage1 is not None else _default_stage1())
-            self.stage1_.fit(self._stage1_input(X, emb), y1)
+            stage1 = clone(self.stage1) if self.stage1 is not None else _default_stage1(y1, groups)
+            self.stage1_ = fit_with_groups(stage1, self._stage1_input(X, emb), y1, groups)
         else:
             self.stage1_ = None
         if len(rest) >= 2:
             keep = np.isin(base_y, rest)
-            self.stage2_ = clone(self.stage2 if self.stage2 is not None else _default_stage2())
-            self.stage2_.fit(self._stage2_input(X[keep], None if emb is None else emb[keep]), base_y[keep])
+            self.stage2_ = fit_with_groups(clone(self.stage2 if self.stage2 is not None else _default_stage2()),
+                                           self._stage2_input(X[keep], None if emb is None else emb[keep]),
+                                           base_y[keep], sub(keep))
         else:
             self.stage2_ = None
         self.head_ = None
@@ -224,8 +263,8 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
                         f"head_prefit=False but y has no '{head_prefix}<k>' labels to fit the head on. "
                         "Label the head's rows so, or pass a prefit head."
                     )
-                sub = np.array([v.split(":", 1)[1] for v in y[rows]], dtype=object)
-                self.head_ = clone(self.head).fit(X[rows][:, self.colsh_], sub)
+                labels = np.array([v.split(":", 1)[1] for v in y[rows]], dtype=object)
+                self.head_ = fit_with_groups(clone(self.head), X[rows][:, self.colsh_], labels, sub(rows))
             head_classes = [f"{self.head_class}:{k}" for k in self.head_.classes_]
         final = self._final_classes(special, rest, head_classes)
         self.classes_ = np.asarray(final, dtype=y.dtype if y.dtype.kind != "U" else object)
@@ -283,6 +322,18 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
 
     def _embed(self, X) -> np.ndarray:
         return np.asarray(self.embedder_.transform(X[:, self.colse_]), dtype=np.float64)
+
+    def _out_of_fold(self, X, base_y, groups) -> np.ndarray:
+        """Each inner fold's embeddings from a clone of the embedder fitted on the other folds; (n, n_embed)."""
+        seed = int(getattr(self.embedder, "random_state", 0) or 0)
+        out = None
+        for tr, te in grouped_folds(base_y, groups, int(self.crossfit), seed):
+            part = fit_with_groups(clone(self.embedder), X[tr][:, self.colse_], base_y[tr],
+                                   None if groups is None else groups[tr])
+            e = np.asarray(part.transform(X[te][:, self.colse_]), dtype=np.float64)
+            out = np.zeros((len(base_y), e.shape[1])) if out is None else out
+            out[te] = e
+        return out
 
     def _stage1_input(self, X, emb=None) -> np.ndarray:
         """What stage 1 sees: ``X[:, stage1_columns]``, plus the embeddings if asked."""

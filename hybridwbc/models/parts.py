@@ -11,14 +11,17 @@ poking at attributes:
 
 :func:`validate` and :func:`trained_cnn` ask any estimator, also a plain scikit-learn one (which
 has nothing to check and no CNN). :class:`SelectsByName` marks the estimators that take the
-design matrix's column names. This module imports neither TensorFlow nor the saved-model format.
+design matrix's column names. :func:`fit_with_groups` passes subject ids to whatever takes them, and
+:func:`grouped_folds` gives the stratified, grouped inner folds of cross-fitting and cross-validated
+calibration. This module imports neither TensorFlow nor the saved-model format.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["WBCEstimator", "SelectsByName", "validate", "trained_cnn", "proba_over", "takes_groups"]
+__all__ = ["WBCEstimator", "SelectsByName", "validate", "trained_cnn", "proba_over", "takes_groups", "fit_with_groups",
+           "grouped_folds"]
 
 
 class WBCEstimator:
@@ -91,3 +94,60 @@ def takes_groups(estimator) -> bool:
 
     return isinstance(estimator, (GridSearchCV, RandomizedSearchCV)) or \
         "groups" in inspect.signature(estimator.fit).parameters
+
+
+def fit_with_groups(estimator, X, y, groups=None):
+    """Fit ``estimator``, passing ``groups`` to whatever takes them; returns the fitted estimator.
+
+    A grid search, or an estimator whose ``fit`` has a ``groups`` argument (a
+    :class:`~hybridwbc.calibration.CalibratedModel`, the CNN estimators, the cascade), gets ``groups``,
+    so its inner splits never share a subject; so does the last step of a
+    :class:`~sklearn.pipeline.Pipeline`. With ``groups=None`` this is ``estimator.fit(X, y)``.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if groups is not None and isinstance(estimator, Pipeline) and takes_groups(estimator.steps[-1][1]):
+        return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__groups": groups})
+    if groups is not None and takes_groups(estimator):
+        return estimator.fit(X, y, groups=groups)
+    return estimator.fit(X, y)
+
+
+def grouped_folds(y, groups, n_splits: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold splits that never split a group: the inner folds of cross-fitting.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+    groups : array-like of shape (n,), optional
+        Subject ids (or content hashes); ``None``: each row is its own group.
+    n_splits : int
+        At least 2. Lowered to the number of groups of the class with the fewest, so every
+        training fold sees every class.
+    seed : int, default 0
+
+    Returns
+    -------
+    list of (train, test) sorted index arrays; the test parts partition ``range(n)``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_splits < 2``, or a class has fewer than two groups (no fold could train on it).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = np.asarray(y, dtype=object).astype(str)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups, dtype=object).astype(str)
+    if int(n_splits) < 2:
+        raise ValueError(f"Cross-fitting needs at least 2 folds; received {n_splits}.")
+    per_class = {c: len(set(groups[y == c])) for c in np.unique(y)}
+    fewest = min(per_class.values())
+    if fewest < 2:
+        cls = str(min(per_class, key=per_class.get))
+        raise ValueError(
+            f"Cannot cross-fit: class {cls!r} has {fewest} subject/image group among the training rows, so "
+            "some fold would train without it. Fix: add data for that class, or turn cross-fitting off.")
+    k = min(int(n_splits), fewest)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
+    return [(np.sort(tr), np.sort(te)) for tr, te in splitter.split(np.zeros(len(y)), y, groups)]

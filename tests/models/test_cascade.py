@@ -142,3 +142,100 @@ def test_stage1_embeddings_let_stage1_see_the_embedder():
     np.testing.assert_allclose(seeing.predict_proba(Xt).sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="stage1_embeddings=True needs an embedder"):
         CascadeClassifier(stage1_embeddings=True).fit(X, y)
+
+
+# ------------------------------------------------------------------ no leakage: groups and cross-fitting
+class _FlagEmbedder:
+    """Fake embedder on columns (row id, subject): outputs (1 if the row's subject was among its training
+    subjects else 0, the row id), so a stage that sees column 0 == 1 saw an embedding of a subject the
+    embedder was trained on."""
+
+    def __init__(self, random_state=0):
+        self.random_state = random_state
+
+    def get_params(self, deep=True):
+        return {"random_state": self.random_state}
+
+    def set_params(self, **params):
+        self.random_state = params.get("random_state", self.random_state)
+        return self
+
+    def fit(self, X, y, groups=None):
+        self.subjects_ = set(np.asarray(X)[:, 1].tolist())
+        self.groups_seen_ = groups
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X, dtype=float)
+        return np.column_stack([[float(s in self.subjects_) for s in X[:, 1]], X[:, 0]])
+
+
+class _Recorder(LogisticRegression):
+    seen: list = []
+
+    def fit(self, X, y, groups=None):
+        _Recorder.seen.append((np.asarray(X, dtype=float).copy(), groups))
+        return super().fit(X, y)
+
+
+def _subject_wbc():
+    X, y = _wbc(n=12)
+    subjects = np.tile(np.repeat(np.arange(4), 3), 5) + 4 * np.repeat(np.arange(5), 12)  # 4 per class
+    return np.column_stack([np.arange(len(y)), subjects, X]), y, subjects
+
+
+@pytest.mark.parametrize("crossfit", [0, 3])
+def test_crossfit_stages_see_only_out_of_fold_embeddings(crossfit):
+    X, y, subjects = _subject_wbc()
+    _Recorder.seen = []
+    casc = CascadeClassifier(stage1=_Recorder(), stage2=_Recorder(), stage1_columns=[2], embedder=_FlagEmbedder(),
+                             embedder_columns=[0, 1], stage1_embeddings=True, crossfit=crossfit)
+    casc.fit(X, y, groups=subjects)
+    (x1, g1), (x2, g2) = _Recorder.seen  # stage 1 on every row, stage 2 on the others; both got the subjects
+    assert len(x1) == len(y) and g1 is not None and len(g2) == len(x2) == 36
+    flags = np.concatenate([x1[:, -2], x2[:, 0]])  # the embedder's "trained on this subject" column
+    if crossfit:
+        assert not flags.any()  # every training embedding came from an embedder that never saw its subject
+    else:
+        assert flags.all()  # today's default: the stages see embeddings of the embedder's own training rows
+    assert casc.embedder_.subjects_ == set(subjects.tolist()) and casc.embedder_.groups_seen_ is not None
+    assert casc.predict_proba(X).shape == (len(y), 5)
+    with pytest.raises(ConfigError, match=r"crossfit must be 0 \(off\) or at least 2"):
+        CascadeClassifier(crossfit=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"groups has 3 entries but X has 60 rows"):
+        CascadeClassifier().fit(X, y, groups=subjects[:3])
+
+
+def test_default_stage1_calibrates_on_folds_that_keep_subjects_whole():
+    X, y, subjects = _subject_wbc()
+    casc = CascadeClassifier(stage1_columns=[2]).fit(X, y, groups=subjects)
+    folds = casc.stage1_[-1].cv  # CalibratedClassifierCV(ensemble=False) of the default stage 1
+    assert len(folds) == 3
+    for tr, te in folds:
+        assert not set(subjects[tr]) & set(subjects[te])
+
+
+def test_configured_stage1_calibration_is_grouped(compose, monkeypatch):
+    """Stage 1 from conf (svm_calibrated): its calibration folds keep subjects whole."""
+    from sklearn.pipeline import Pipeline
+
+    from hybridwbc.config import build_estimator
+
+    fits = []
+    real = Pipeline.fit
+
+    def spy(self, X, y=None, **params):
+        fits.append(set(np.asarray(X)[:, 0].astype(int).tolist()))  # stage 1's column 0: the row id
+        return real(self, X, y, **params)
+
+    monkeypatch.setattr(Pipeline, "fit", spy)
+    cfg, _ = compose("+experiment=wbc5", "classifier=cascade_handcrafted")
+    X, y, subjects = _subject_wbc()
+    names = ["granularity__id", "other__subject", "colour__a", "other__b", "other__c"]
+    casc = build_estimator(cfg.classifier, cfg.seed, feature_names=names).fit(X, y, groups=subjects)
+    inner = [f for f in fits if len(f) < len(y)]  # the calibration folds' fits (the last fit takes all rows)
+    assert len(inner) == 3 and any(len(f) == len(y) for f in fits)
+    for rows in inner:
+        held_out = sorted(set(range(len(y))) - rows)
+        assert not set(subjects[sorted(rows)]) & set(subjects[held_out])
+    assert (casc.predict(X) == y).mean() > 0.9

@@ -63,3 +63,38 @@ def test_takes_groups():
     assert takes_groups(GridSearchCV(pipe, {"logisticregression__C": [1.0]}))
     assert takes_groups(CalibratedModel())
     assert not takes_groups(pipe) and not takes_groups(RandomForestClassifier())
+
+
+def test_grouped_folds_partition_rows_and_never_split_a_group():
+    from hybridwbc.models.parts import grouped_folds
+
+    y = np.array(["a"] * 24 + ["b"] * 24, dtype=object)
+    groups = np.repeat(np.arange(12), 4)  # 6 subjects per class, 4 rows each
+    folds = grouped_folds(y, groups, 3, seed=0)
+    assert len(folds) == 3
+    assert sorted(np.concatenate([te for _, te in folds]).tolist()) == list(range(48))
+    for tr, te in folds:
+        assert not set(groups[tr]) & set(groups[te]) and set(y[tr]) == {"a", "b"}
+    assert len(grouped_folds(y, np.where(y == "a", groups % 2, 10 + groups), 5)) == 2  # "a" has 2 subjects
+    assert len(grouped_folds(y, None, 4)) == 4  # no groups: each row is its own
+    with pytest.raises(ValueError, match=r"class 'a' has 1 subject/image group"):
+        grouped_folds(y, np.where(y == "a", 0, groups), 3)
+    with pytest.raises(ValueError, match=r"at least 2 folds; received 1"):
+        grouped_folds(y, groups, 1)
+
+
+def test_fit_with_groups_reaches_the_last_step_of_a_pipeline():
+    from hybridwbc.models.parts import fit_with_groups
+
+    class _Grouped(LogisticRegression):
+        def fit(self, X, y, groups=None):
+            self.groups_seen_ = groups
+            return super().fit(X, y)
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = np.repeat(["a", "b"], 10)
+    groups = np.arange(20) // 2
+    pipe = fit_with_groups(make_pipeline(StandardScaler(), _Grouped()), X, y, groups)
+    assert pipe[-1].groups_seen_ is groups
+    assert fit_with_groups(_Grouped(), X, y).groups_seen_ is None
+    assert fit_with_groups(RandomForestClassifier(n_estimators=3), X, y, groups).n_features_in_ == 2
