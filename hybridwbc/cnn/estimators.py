@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 from hybridwbc.cnn.backbones import validate_backbone
 from hybridwbc.cnn.training import compile_model, fit_model, load_trained, store_trained, training_key, validation_split
 from hybridwbc.errors import ConfigError, ImageReadError
-from hybridwbc.models.parts import WBCEstimator, fit_with_groups, grouped_folds
+from hybridwbc.models.parts import WBCEstimator, check_crossfit, fit_with_groups, grouped_folds
 
 __all__ = ["CNNClassifier", "EmbeddingClassifier", "PathInputTags", "split_paths"]
 
@@ -501,8 +501,7 @@ class EmbeddingClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEsti
         ConfigError
             ``crossfit`` is neither 0 nor at least 2, or a part's settings are invalid.
         """
-        if isinstance(self.crossfit, bool) or int(self.crossfit) < 0 or int(self.crossfit) == 1:
-            raise ConfigError(f"crossfit must be 0 (off) or at least 2 (inner folds); received {self.crossfit!r}.")
+        check_crossfit(self.crossfit)
         super().validate()
 
     def fit(self, X, y, groups=None):

@@ -41,6 +41,7 @@ from hybridwbc.errors import ConfigError, PartialPredictionError
 from hybridwbc.models.parts import (
     SelectsByName,
     WBCEstimator,
+    check_crossfit,
     fit_with_groups,
     grouped_folds,
     proba_over,
@@ -161,8 +162,7 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         ConfigError
             ``crossfit`` is neither 0 nor at least 2, or a part's settings are invalid.
         """
-        if isinstance(self.crossfit, bool) or int(self.crossfit) < 0 or int(self.crossfit) == 1:
-            raise ConfigError(f"crossfit must be 0 (off) or at least 2 (inner folds); received {self.crossfit!r}.")
+        check_crossfit(self.crossfit)
         super().validate()
 
     def trained_cnn(self):

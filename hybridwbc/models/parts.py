@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["WBCEstimator", "SelectsByName", "validate", "trained_cnn", "proba_over", "takes_groups", "fit_with_groups",
-           "grouped_folds"]
+           "check_crossfit", "grouped_folds"]
 
 
 class WBCEstimator:
@@ -111,6 +111,20 @@ def fit_with_groups(estimator, X, y, groups=None):
     if groups is not None and takes_groups(estimator):
         return estimator.fit(X, y, groups=groups)
     return estimator.fit(X, y)
+
+
+def check_crossfit(value) -> None:
+    """Check a ``crossfit`` setting: 0 (off) or at least 2 inner folds.
+
+    Raises
+    ------
+    ConfigError
+        Naming the value received.
+    """
+    from hybridwbc.errors import ConfigError
+
+    if isinstance(value, bool) or int(value) < 0 or int(value) == 1:
+        raise ConfigError(f"crossfit must be 0 (off) or at least 2 (inner folds); received {value!r}.")
 
 
 def grouped_folds(y, groups, n_splits: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
