@@ -110,6 +110,7 @@ class SegmentConfig:
     min_nucleus_frac: float = MISSING
     max_cell_ratio: float = MISSING
     work_side: int = MISSING
+    cytoplasm_method: str = MISSING
 
 
 @dataclass

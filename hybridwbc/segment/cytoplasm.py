@@ -5,16 +5,34 @@ Around each nucleus a 3-means runs on the non-nucleus pixels of a window bounded
 the nucleus is the cytoplasm, unless it is the background. Cytoplasm pixels connected to the
 nucleus, after an opening (which cuts touching red cells) and hole filling, form the cell; a
 second non-background colour (granules) that lies mostly inside the cell's convex hull joins it.
+
+That cell can take in red cells that touch it through a neck (real smears: red cells crowd round
+the white cell and share its colour cluster). :func:`split_touching` (``cytoplasm_method="split"``)
+cuts them off by a watershed of the cell's distance transform: every disc-like part has its own
+maximum, and the parts that hold (almost) none of the nucleus leave the cell.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from hybridwbc.segment.colour import assign, kmeans, stride
-from hybridwbc.segment.morphology import closing, components, dilate, fill_holes, hull, opening
+from hybridwbc.segment.morphology import (
+    as_u8,
+    closing,
+    components,
+    dilate,
+    fill_holes,
+    hull,
+    opening,
+    reconstruct_by_dilation,
+)
 
-__all__ = ["find_cytoplasm"]
+__all__ = ["CYTOPLASM_METHODS", "find_cytoplasm", "split_touching"]
+
+#: Accepted values of ``cytoplasm_method``: the local clustering alone, or followed by :func:`split_touching`.
+CYTOPLASM_METHODS = ("cluster", "split")
 
 
 def _grow(cand, win_nuc, r_open) -> np.ndarray:
@@ -49,7 +67,54 @@ def _with_granules(cell, cand, win_nuc, lab_w, centres, cyt_c, bg_colour, r_open
     return cell
 
 
-def find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img):
+def split_touching(cell, nuc, h=0.1, share=0.05) -> np.ndarray:
+    """``cell`` without the disc-like parts joined to it by a neck (touching red cells); (H, W) bool.
+
+    The distance transform of ``cell``, in units of the nucleus radius ``r = sqrt(|nuc| / pi)``
+    and quantised to 0.01 r, has one regional maximum per disc-like part; its h-maxima (maxima of
+    dynamic at least ``h`` r, by greyscale reconstruction) seed a watershed of the negated
+    transform inside ``cell``, so the parts meet along the necks. A part stays when the nucleus
+    covers at least ``share`` of it or it holds half the nucleus; the kept parts' component that
+    holds the nucleus, with holes filled, is returned (always a superset of ``nuc``).
+
+    Parameters
+    ----------
+    cell, nuc : ndarray of shape (H, W), bool
+        The cell (a superset of ``nuc``) and its nucleus.
+    h : float, default 0.1
+        Least depth of a neck, in nucleus radii.
+    share : float, default 0.05
+        Least share of a part the nucleus covers for the part to stay.
+    """
+    from skimage.segmentation import watershed  # noqa: PLC0415 - only this method needs it
+
+    rows = np.flatnonzero(cell.any(1))
+    cols = np.flatnonzero(cell.any(0))
+    r0, r1, c0, c1 = max(0, rows[0] - 1), rows[-1] + 2, max(0, cols[0] - 1), cols[-1] + 2
+    win, win_nuc = cell[r0:r1, c0:c1], nuc[r0:r1, c0:c1]
+    rn = max(1.0, float(np.sqrt(win_nuc.sum() / np.pi)))
+    dist = cv2.distanceTransform(as_u8(win), cv2.DIST_L2, 5) / rn
+    f = np.clip(np.rint(100.0 * dist), 0, 255).astype(np.uint8)
+    depth = int(round(100.0 * h))
+    # h-maxima: where f stands at least `depth` above its reconstruction from f - depth
+    rec = reconstruct_by_dilation(cv2.subtract(f, depth), f)
+    peaks = (cv2.subtract(f, rec) >= depth) & win
+    _, markers = cv2.connectedComponents(as_u8(peaks), connectivity=8)
+    parts = watershed(-dist, markers, mask=win)
+    n = int(parts.max()) + 1
+    area = np.bincount(parts.ravel(), minlength=n)
+    hit = np.bincount(parts[win_nuc], minlength=n)
+    keep = [b for b in range(1, n) if hit[b] >= share * area[b] or hit[b] >= 0.5 * win_nuc.sum()]
+    kept = np.isin(parts, keep) | win_nuc
+    n, cc, _, _ = components(kept)
+    votes = np.bincount(cc[win_nuc], minlength=n)
+    votes[0] = 0
+    out = np.zeros_like(cell)
+    out[r0:r1, c0:c1] = fill_holes(cc == int(np.argmax(votes))) | win_nuc
+    return out
+
+
+def find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img, method="split"):
     """Cytoplasm of the cell whose nucleus is ``nuc``; (H, W) bool, disjoint from ``nuc``.
 
     Parameters
@@ -63,6 +128,8 @@ def find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_im
         The local k-means runs on at most ``sample // 2`` pixels.
     max_cell_ratio : float
     r_img : int
+    method : {"cluster", "split"}, default "split"
+        ``split`` cuts touching red cells off the clustered cell (:func:`split_touching`).
     """
     h, w = nuc.shape
     rows = np.flatnonzero(nuc.any(1))
@@ -112,5 +179,7 @@ def find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_im
         cell = _with_granules(cell, cand, win_nuc, lab_w, centres, cyt_c, bg_colour, r_open)
     cell = fill_holes(closing(cell, r_img) & inside) | win_nuc
     out = np.zeros_like(nuc)
-    out[wr0:wr1, wc0:wc1] = cell & ~win_nuc
-    return out
+    out[wr0:wr1, wc0:wc1] = cell
+    if method == "split" and out.any():
+        out = split_touching(out, nuc)
+    return out & ~nuc

@@ -25,7 +25,9 @@ Pure functions on ndarrays. The pipeline of :func:`segment` is:
    dominates a thin ring just outside the nucleus is the cytoplasm, unless it
    is the background. Cytoplasm pixels connected to the nucleus, after an
    opening (which cuts touching red cells), hole filling and a bound on the
-   cell radius, form the cell.
+   cell radius, form the cell. With ``cytoplasm_method="split"`` (the default)
+   a watershed of the cell's distance transform then cuts off the red cells that
+   touch it through a neck (:func:`~hybridwbc.segment.cytoplasm.split_touching`).
 5. **Cell choice.** ``mode="crop"`` keeps the cell nearest the image centre
    (PBC crops), ``"cutout"`` takes the cell on a black background as the
    non-black component (C-NMC), ``"field"`` keeps every cell (smear fields),
@@ -52,7 +54,7 @@ import numpy as np
 
 from hybridwbc.errors import ConfigError, NoCellFoundError
 from hybridwbc.segment.colour import as_rgb_uint8, rgb_to_lab
-from hybridwbc.segment.cytoplasm import find_cytoplasm
+from hybridwbc.segment.cytoplasm import CYTOPLASM_METHODS, find_cytoplasm
 from hybridwbc.segment.morphology import as_u8
 from hybridwbc.segment.nucleus import cutout_cell, find_nuclei, no_cell
 
@@ -166,6 +168,11 @@ class Segmenter:
         ``max(1, min(H, W) // work_side)`` (area averaging), and the masks are
         resized back (bilinear, threshold 0.5): a 360-px PBC crop is
         segmented at 180 px, a 640x480 field at 213x160.
+    cytoplasm_method : {"split", "cluster"}, default "split"
+        ``cluster``: the cell is the local colour cluster grown from the
+        nucleus (segmentation version 3); ``split``: the same, then red cells
+        touching it through a neck are cut off by a distance-transform
+        watershed (:func:`~hybridwbc.segment.cytoplasm.split_touching`).
 
     Raises
     ------
@@ -180,12 +187,16 @@ class Segmenter:
     min_nucleus_frac: float = 0.002
     max_cell_ratio: float = 2.6
     work_side: int = 160
+    cytoplasm_method: str = "split"
 
     def __post_init__(self):
         # a config enum arrives as its member: keep its value
         object.__setattr__(self, "mode", getattr(self.mode, "value", self.mode))
         if self.mode not in MODES:
             raise ConfigError(f"segment mode must be one of {MODES}; received {self.mode!r}.")
+        if self.cytoplasm_method not in CYTOPLASM_METHODS:
+            raise ConfigError(f"segment cytoplasm_method must be one of {CYTOPLASM_METHODS}; received "
+                              f"{self.cytoplasm_method!r}. Set segment.cytoplasm_method=split (or cluster).")
         if self.n_clusters < 2 or self.sample < 64 or self.work_side < MIN_SIDE:
             raise ConfigError(
                 "segment needs n_clusters >= 2, sample >= 64 and work_side >= 16; received "
@@ -230,7 +241,8 @@ class Segmenter:
         cells_small = find_cells(work, mode, n_clusters=int(self.n_clusters), sample=int(self.sample),
                                  min_contrast=float(self.min_contrast),
                                  min_nucleus_frac=float(self.min_nucleus_frac),
-                                 max_cell_ratio=float(self.max_cell_ratio))
+                                 max_cell_ratio=float(self.max_cell_ratio),
+                                 cytoplasm_method=self.cytoplasm_method)
         return _at_full_size(rgb, cells_small, scale, mode)
 
 
@@ -243,7 +255,7 @@ def segment(image, mode: str = "auto", **settings) -> Segmentation:
     mode : {"auto", "crop", "cutout", "field"}, default "auto"
     **settings
         ``n_clusters``, ``sample``, ``min_contrast``, ``min_nucleus_frac``,
-        ``max_cell_ratio``, ``work_side``: see :class:`Segmenter`.
+        ``max_cell_ratio``, ``work_side``, ``cytoplasm_method``: see :class:`Segmenter`.
 
     Returns
     -------
@@ -260,7 +272,8 @@ def segment(image, mode: str = "auto", **settings) -> Segmentation:
     return Segmenter(mode, **settings).segment(image)
 
 
-def find_cells(rgb, mode, *, n_clusters, sample, min_contrast, min_nucleus_frac, max_cell_ratio) -> list:
+def find_cells(rgb, mode, *, n_clusters, sample, min_contrast, min_nucleus_frac, max_cell_ratio,
+               cytoplasm_method="split") -> list:
     """``[(nucleus, cytoplasm), ...]`` masks ((h, w) bool) of the cells of a working-size image ``rgb``.
 
     Raises
@@ -278,7 +291,8 @@ def find_cells(rgb, mode, *, n_clusters, sample, min_contrast, min_nucleus_frac,
                            min_nucleus_frac=min_nucleus_frac)
     nucs, all_nuclei, bg_colour = find_nuclei(lab, r_img, mode, n_clusters=n_clusters, sample=sample,
                                               min_contrast=min_contrast, min_nucleus_frac=min_nucleus_frac)
-    return [(nuc, find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img)) for nuc in nucs]
+    return [(nuc, find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img,
+                                 method=cytoplasm_method)) for nuc in nucs]
 
 
 def _at_full_size(rgb, cells_small, scale, mode) -> Segmentation:
