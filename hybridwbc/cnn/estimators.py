@@ -215,7 +215,9 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             raise ConfigError(f"class_weight must be 'balanced' or null; received {self.class_weight!r}.")
 
     # ------------------------------------------------------------------ training
-    def _build(self, n_classes: int):
+    def build_model(self, n_classes: int):
+        """The untrained Keras model: image ``(input_size, input_size, 3)`` float32 in ``[0, 255]`` -> backbone ->
+        ``embedding`` -> dropout -> softmax over ``n_classes`` (what :meth:`fit` trains; benches build it too)."""
         import keras
 
         from hybridwbc.cnn.build import build_backbone
@@ -285,7 +287,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             cw = np.ones(n_classes)
         self.class_weights_ = {str(c): float(w) for c, w in zip(self.classes_, cw)}
         steps = int(self.steps_per_epoch) if self.steps_per_epoch else int(np.ceil(len(tr) / int(self.batch_size)))
-        model = self._build(n_classes)
+        model = self.build_model(n_classes)
         compile_model(model, self.lr_schedule, self.learning_rate, self.weight_decay, steps, self.epochs)
         has_val = fit_model(self, model, paths, yi, tr, va, cw, steps)
         self.model_ = model

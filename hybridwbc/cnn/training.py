@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -146,25 +147,63 @@ def bn_layers(model) -> list:
 def recalibrate_batchnorm(model, dataset) -> int:
     """Re-estimate every BatchNorm layer's moving mean and variance for the current weights.
 
-    Runs ``model(x, training=True)`` over the batches of ``dataset`` (images, ...) with each layer's
-    momentum set to ``t / (t + 1)`` at batch ``t``, so the moving statistics become the plain average of
-    the per-batch statistics; no weight is updated. Momentum is restored afterwards. Returns the number
-    of batches used.
+    Runs ``model(x, training=True)`` over the batches of ``dataset`` (images, ...) and sets each
+    layer's moving statistics to the plain average of the per-batch statistics; no weight is updated.
+    The pass is one compiled ``tf.function`` per model (traced once, reused at every epoch): inside it
+    each layer's momentum is 0, so after a batch its moving statistics are that batch's, which are
+    summed into accumulators; momentum is restored afterwards. Returns the number of batches used.
     """
     layers = bn_layers(model)
+    if not layers:
+        return 0
+    step, sums = _recalibration_step(model, layers)
+    for acc in sums:
+        acc.assign(acc * 0.0)
     old = [layer.momentum for layer in layers]
     t = 0
     try:
+        for layer in layers:
+            layer.momentum = 0.0
         for batch in dataset:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            for layer in layers:
-                layer.momentum = t / (t + 1.0)
-            model(x, training=True)
+            step(batch[0] if isinstance(batch, (tuple, list)) else batch)
             t += 1
     finally:
         for layer, m in zip(layers, old):
             layer.momentum = m
+    if t:
+        for k, layer in enumerate(layers):
+            layer.moving_mean.assign(sums[2 * k] / t)
+            layer.moving_variance.assign(sums[2 * k + 1] / t)
     return t
+
+
+#: The compiled re-estimation pass of each live model (not an attribute of the model: Keras would track
+#: its accumulators as the model's weights).
+_RECALIBRATION: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _recalibration_step(model, layers):
+    """``(step, sums)``: a compiled forward pass in training mode that adds each BatchNorm layer's new
+    moving mean and variance to ``sums``; built once per model and kept on it."""
+    import tensorflow as tf
+
+    cached = _RECALIBRATION.get(model)
+    if cached is not None:
+        return cached
+    sums = []
+    for layer in layers:
+        sums += [tf.Variable(tf.zeros_like(layer.moving_mean), trainable=False),
+                 tf.Variable(tf.zeros_like(layer.moving_variance), trainable=False)]
+
+    @tf.function(reduce_retracing=True)
+    def step(x):
+        model(x, training=True)
+        for k, layer in enumerate(layers):
+            sums[2 * k].assign_add(layer.moving_mean)
+            sums[2 * k + 1].assign_add(layer.moving_variance)
+
+    _RECALIBRATION[model] = (step, sums)
+    return step, sums
 
 
 class EpochLog:
