@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from hybridwbc.errors import ConfigError
 
-__all__ = ["BackboneSpec", "BACKBONES", "POOLINGS", "validate_backbone"]
+__all__ = ["BackboneSpec", "BACKBONES", "POOLINGS", "PRECISIONS", "validate_backbone", "resolve_precision"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,31 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 POOLINGS = ("avg", "max")
+
+#: Numeric precision of a CNN's layers (``CNNClassifier.precision``): ``float32``; ``mixed_bfloat16``
+#: (bfloat16 compute, float32 weights and softmax: Keras mixed precision); ``auto``: mixed_bfloat16 where the
+#: CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), else float32.
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+
+
+def resolve_precision(precision: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """``float32`` or ``mixed_bfloat16`` for a :data:`PRECISIONS` value (``auto`` reads the CPU's flags).
+
+    Raises
+    ------
+    ConfigError
+        If ``precision`` is none of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"Unknown precision {precision!r}. Expected one of {list(PRECISIONS)}.")
+    if precision != "auto":
+        return precision
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        flags = []
+    return "mixed_bfloat16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "float32"
 
 
 def _spec(name: str) -> BackboneSpec:

@@ -21,6 +21,7 @@ Importing this module imports Keras and registers :class:`Preprocess` for loadin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +34,19 @@ from hybridwbc.cnn.backbones import BackboneSpec, validate_backbone
 from hybridwbc.cnn.images import DECODE_VERSION
 from hybridwbc.errors import ConfigError, WeightsUnavailableError
 
-__all__ = ["build_backbone", "Preprocess", "model_identity", "weights_sha256", "preprocess_name"]
+__all__ = ["build_backbone", "Preprocess", "model_identity", "weights_sha256", "preprocess_name", "dtype_policy"]
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build Keras layers under the dtype policy ``name`` (``float32``, ``mixed_bfloat16``); the global
+    policy is restored afterwards, so other models in the process are unaffected."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
 
 
 @keras.saving.register_keras_serializable(package="hybridwbc")

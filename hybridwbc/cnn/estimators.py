@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from hybridwbc.cnn.backbones import validate_backbone
+from hybridwbc.cnn.backbones import resolve_precision, validate_backbone
 from hybridwbc.cnn.training import compile_model, fit_model, load_trained, store_trained, training_key, validation_split
 from hybridwbc.errors import ConfigError, ImageReadError
 from hybridwbc.models.parts import WBCEstimator, check_crossfit, fit_with_groups, grouped_folds
@@ -169,7 +169,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                  patience: int = 6, validation_fraction: float = 0.1, augment: bool = True,
                  class_weight: str | None = "balanced", bn_momentum: float = 0.9, random_state: int = 0,
                  cache_dir: str | None = None, embed_batch_size: int = 64, steps_per_epoch: int | None = None,
-                 disk_cache: bool = True, bn_recalibration: int = 50, verbose: int = 1):
+                 disk_cache: bool = True, bn_recalibration: int = 50, verbose: int = 1, precision: str = "float32"):
         self.backbone = backbone
         self.input_size = input_size
         self.pooling = pooling
@@ -193,6 +193,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         self.disk_cache = disk_cache
         self.bn_recalibration = bn_recalibration
         self.verbose = verbose
+        self.precision = precision
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -205,6 +206,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             or an out-of-range number.
         """
         validate_backbone(self.backbone, self.input_size, self.pooling, self.backbone_params)
+        resolve_precision(self.precision)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"Unknown lr_schedule {self.lr_schedule!r}. Expected one of {list(LR_SCHEDULES)}.")
         if not 0.0 <= float(self.validation_fraction) < 0.5:
@@ -220,16 +222,18 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         ``embedding`` -> dropout -> softmax over ``n_classes`` (what :meth:`fit` trains; benches build it too)."""
         import keras
 
-        from hybridwbc.cnn.build import build_backbone
+        from hybridwbc.cnn.build import build_backbone, dtype_policy
 
-        base = build_backbone(self.backbone, self.input_size, self.pooling, self.weights,
-                              dict(self.backbone_params or {}), bn_momentum=self.bn_momentum)
-        base.name = "backbone"
-        inp = keras.Input((self.input_size, self.input_size, 3), name="image")
-        emb = keras.layers.Identity(name="embedding")(base(inp))
-        x = keras.layers.Dropout(self.dropout, name="dropout")(emb) if self.dropout else emb
-        out = keras.layers.Dense(n_classes, activation="softmax", name="head")(x)
-        return keras.Model(inp, out, name=f"cnn_{self.backbone}")
+        with dtype_policy(resolve_precision(self.precision)):
+            base = build_backbone(self.backbone, self.input_size, self.pooling, self.weights,
+                                  dict(self.backbone_params or {}), bn_momentum=self.bn_momentum)
+            base.name = "backbone"
+            inp = keras.Input((self.input_size, self.input_size, 3), name="image")
+            emb = keras.layers.Identity(name="embedding")(base(inp))
+            x = keras.layers.Dropout(self.dropout, name="dropout")(emb) if self.dropout else emb
+            # the softmax in float32 under mixed precision (numerically safe loss)
+            out = keras.layers.Dense(n_classes, activation="softmax", name="head", dtype="float32")(x)
+            return keras.Model(inp, out, name=f"cnn_{self.backbone}")
 
     def fit(self, X, y, groups=None):
         """Train the backbone and head on image files (or reuse the model trained on the same rows).
@@ -329,7 +333,9 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                 "input_size": self.input_size, "learning_rate": self.learning_rate, "lr_schedule": self.lr_schedule,
                 "patience": self.patience, "pooling": self.pooling, "seed": self.random_state,
                 "steps_per_epoch": self.steps_per_epoch, "validation_fraction": self.validation_fraction,
-                "weight_decay": self.weight_decay, "weights": self.weights}
+                "weight_decay": self.weight_decay, "weights": self.weights,
+                # only when not float32, so the keys of models trained before the setting existed still match
+                **({"precision": p} if (p := resolve_precision(self.precision)) != "float32" else {})}
 
     def _model_dir(self, key: str) -> Path:
         return Path(os.fsdecode(self.cache_dir)) / "cnn_models" / key

@@ -70,6 +70,7 @@ def test_validate_backbone_rejects_bad_settings(kwargs, match):
     (dict(validation_fraction=0.6), r"validation_fraction must be in \[0, 0.5\)"),
     (dict(epochs=0), r"epochs and batch_size must be at least 1"),
     (dict(class_weight="inverse"), r"class_weight must be 'balanced' or null"),
+    (dict(precision="float16"), r"Unknown precision 'float16'"),
 ])
 def test_classifier_validate_rejects_bad_settings(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -218,9 +219,34 @@ def test_training_key_settings_keep_their_frozen_names():
     # cache was introduced with (random_state was called seed), less what does not affect training
     est = CNNClassifier(**TINY)
     settings = est.training_settings()
-    assert set(settings) == (set(est.get_params()) - {"cache_dir", "embed_batch_size", "verbose", "random_state"}
-                             | {"seed"})
+    assert set(settings) == (set(est.get_params()) - {"cache_dir", "embed_batch_size", "verbose", "random_state",
+                                                      "precision"} | {"seed"})
     assert settings["seed"] == est.random_state and settings["input_size"] == 32
+    # precision joined later: it is in the key only when it is not float32, so older keys still match
+    assert CNNClassifier(**{**TINY, "precision": "mixed_bfloat16"}).training_settings()["precision"] == "mixed_bfloat16"
+
+
+def test_auto_precision_follows_the_cpu_flags(tmp_path):
+    from hybridwbc.cnn.backbones import resolve_precision
+
+    (tmp_path / "bf16").write_text("processor : 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    (tmp_path / "plain").write_text("processor : 0\nflags\t\t: fpu sse avx2\n")
+    assert resolve_precision("auto", str(tmp_path / "bf16")) == "mixed_bfloat16"
+    assert resolve_precision("auto", str(tmp_path / "plain")) == "float32"
+    assert resolve_precision("auto", str(tmp_path / "missing")) == "float32"
+    assert resolve_precision("float32", str(tmp_path / "bf16")) == "float32"
+
+
+def test_mixed_bfloat16_trains_and_embeds_in_float32(data, tmp_path):
+    est = CNNClassifier(cache_dir=str(tmp_path), **{**TINY, "precision": "mixed_bfloat16"})
+    est.fit(_X(data["paths"]), data["y"])
+    assert est.model_.get_layer("backbone").dtype_policy.name == "mixed_bfloat16"
+    assert est.model_.get_layer("head").dtype_policy.name == "float32"
+    E = est.transform(_X(data["paths"][:5]))
+    assert E.dtype == np.float32 and np.isfinite(E).all()
+    np.testing.assert_allclose(est.predict_proba(_X(data["paths"][:5])).sum(axis=1), 1.0, atol=1e-6)
+    # the global policy is left as it was: other models in the process stay float32
+    assert keras.config.dtype_policy().name == "float32"
 
 
 def test_clone_keeps_constructor_params(fitted):
