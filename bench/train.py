@@ -141,6 +141,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--tiny", type=int, default=32, help="images for the overhead run")
     ap.add_argument("--backbone", default="compact", help="a config of hybridwbc/conf/backbone/")
+    ap.add_argument("--precision", default=None, help="float32 | mixed_bfloat16 | auto (default: the config's)")
     args = ap.parse_args(argv)
 
     import tempfile
@@ -155,6 +156,8 @@ def main(argv=None) -> dict:
         cfg = OmegaConf.merge(cfg, OmegaConf.load(ROOT / "hybridwbc" / "conf" / "backbone" / f"{args.backbone}.yaml"))
     kw = {k: v for k, v in OmegaConf.to_container(cfg).items()
           if k not in ("_target_", "defaults", "random_state", "cache_dir")}
+    if args.precision:
+        kw["precision"] = args.precision
     paths, y = _sample(data, args.n)
     retraces = _Retraces()
 
@@ -174,7 +177,7 @@ def main(argv=None) -> dict:
     fw_rate, bare_rate = n_train / fw_epoch, len(x) / bare_epoch
     tiny_n = _n_train(est, y[tiny], paths[tiny]) * 2
     out = {
-        "backbone": args.backbone, "input_size": int(est.input_size), "n": int(len(paths)), "epochs": args.epochs,
+        "backbone": args.backbone, "precision": est.precision, "input_size": int(est.input_size), "n": int(len(paths)), "epochs": args.epochs,
         "framework_img_per_s": round(fw_rate, 1), "bare_img_per_s": round(bare_rate, 1),
         "ratio": round(fw_rate / bare_rate, 3), "framework_fit_s": round(fw_s, 1),
         "overhead_s": round(tiny_s - tiny_n / bare_rate, 2), "tiny_fit_s": round(tiny_s, 2),

@@ -122,7 +122,7 @@ def _all_native(paths: Sequence[str]) -> bool:
 def image_dataset(paths: Sequence[str], size: int, batch_size: int, labels: np.ndarray | None = None,
                   weights: np.ndarray | None = None, shuffle_seed: int | None = None,
                   augment: Callable | None = None, record: Callable | None = None,
-                  disk_cache: str | None = None, repeat: bool = False):
+                  disk_cache: str | None = None, repeat: bool = False, drop_remainder: bool = False):
     """A ``tf.data`` pipeline streaming image files from disk.
 
     Batched elements are ``(images, index)`` or, with ``labels``,
@@ -144,14 +144,18 @@ def image_dataset(paths: Sequence[str], size: int, batch_size: int, labels: np.n
     augment : callable, optional
         Graph function applied to one ``(size, size, 3)`` float32 image after decoding.
     record : callable, optional
-        Called (from the pipeline) with each batch's ``int64`` row indices, so a
-        caller can tell which files were dropped.
+        Called (from the pipeline) with the ``int64`` row index of each decoded image (a 1-element
+        array), so a caller can tell which files were dropped.
     disk_cache : str, optional
         File prefix for ``Dataset.cache``: decoded, resized ``uint8`` images are
         written to disk on the first pass and streamed from there afterwards
         (the data set is never held in memory).
     repeat : bool, default False
         Repeat forever (for a fixed number of steps per epoch).
+    drop_remainder : bool, default False
+        Drop the last partial batch of each pass (training: every step sees one shape, so the compiled
+        step is traced once; the pass is reshuffled, so a different remainder waits each time). Ignored
+        when there are fewer paths than ``batch_size``.
     """
     import tensorflow as tf
 
@@ -166,6 +170,12 @@ def image_dataset(paths: Sequence[str], size: int, batch_size: int, labels: np.n
     ds = ds.ignore_errors(log_warning=False)
     if disk_cache:
         ds = ds.cache(disk_cache)
+    if record is not None:  # per decoded image, before batching: a dropped remainder was still read
+        def _rec(i):
+            record(np.atleast_1d(i))
+            return i
+
+        ds = ds.map(lambda x, i: (x, tf.ensure_shape(tf.numpy_function(_rec, [i], tf.int64, stateful=True), [])))
     if repeat:
         ds = ds.repeat()
     if shuffle_seed is not None and disk_cache:  # the cache replays one order: mix it again, in a bounded buffer
@@ -175,13 +185,7 @@ def image_dataset(paths: Sequence[str], size: int, batch_size: int, labels: np.n
                     deterministic=True)
     else:
         ds = ds.map(lambda x, i: (tf.cast(x, tf.float32), i))
-    ds = ds.batch(batch_size)
-    if record is not None:
-        def _rec(i):
-            record(i)
-            return i
-
-        ds = ds.map(lambda x, i: (x, tf.ensure_shape(tf.numpy_function(_rec, [i], tf.int64, stateful=True), [None])))
+    ds = ds.batch(batch_size, drop_remainder=bool(drop_remainder) and len(paths) >= batch_size)
     if labels is not None:
         lab = tf.constant(np.asarray(labels, dtype=np.int64))
         if weights is not None:

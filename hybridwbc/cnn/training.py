@@ -31,7 +31,8 @@ import numpy as np
 
 from hybridwbc.cnn.images import augment_microscopy, image_dataset, unreadable_reason
 
-__all__ = ["validation_split", "compile_model", "fit_model", "bn_layers", "recalibrate_batchnorm", "EpochLog",
+__all__ = ["validation_split", "compile_model", "fit_model", "bn_layers", "recalibrate_batchnorm", "validate_model",
+           "compiled_steps", "EpochLog",
            "training_key", "load_trained", "store_trained"]
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
             train_paths, size, bs, labels=yi[tr], weights=cw[yi[tr]], shuffle_seed=int(est.random_state),
             augment=augment_microscopy(size) if est.augment else None,
             record=lambda i: seen.update(int(k) for k in i),
-            disk_cache=os.path.join(work, "train") if use_disk else None, repeat=bool(est.steps_per_epoch))
+            disk_cache=os.path.join(work, "train") if use_disk else None, repeat=bool(est.steps_per_epoch),
+            drop_remainder=True)
         val_ds = image_dataset(val_paths, size, int(est.embed_batch_size), labels=yi[va],
                                record=lambda i: seen_val.update(int(k) for k in i)) if len(va) else None
         ckpt = os.path.join(work, "best.weights.h5")
@@ -108,7 +110,7 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
                 model.load_weights(ckpt)
             est.val_accuracy_ = None
             if val_ds is not None:
-                est.val_accuracy_ = float(model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"])
+                est.val_accuracy_ = validate_model(model, val_ds)["accuracy"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return val_ds is not None
@@ -177,9 +179,43 @@ def recalibrate_batchnorm(model, dataset) -> int:
     return t
 
 
-#: The compiled re-estimation pass of each live model (not an attribute of the model: Keras would track
-#: its accumulators as the model's weights).
-_RECALIBRATION: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: The compiled steps (validation, BatchNorm re-estimation) of each live model, traced once per model; not
+#: attributes of the model, where Keras would track the accumulators as the model's weights.
+_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled_steps(model) -> dict:
+    """The compiled steps made for ``model`` so far (``validate``, ``recalibrate``): name -> ``tf.function``."""
+    steps = dict(_STEPS.get(model, {}))
+    if "recalibrate" in steps:
+        steps["recalibrate"] = steps["recalibrate"][0]
+    return steps
+
+
+def validate_model(model, dataset) -> dict:
+    """Inference-mode ``loss`` (mean sparse categorical cross-entropy) and ``accuracy`` of ``model`` over
+    ``dataset`` (batches of ``(images, labels)``), as ``model.evaluate`` reports them, through one compiled
+    step per model whose batch dimension is unknown, so a last partial batch is not a second trace."""
+    import keras
+    import tensorflow as tf
+
+    step = _STEPS.get(model, {}).get("validate")
+    if step is None:
+        shape = [None, *model.inputs[0].shape[1:]]
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int64)])
+        def step(x, y):
+            p = tf.cast(model(x, training=False), tf.float32)
+            loss = keras.losses.sparse_categorical_crossentropy(y, p)
+            hit = tf.cast(tf.equal(tf.argmax(p, axis=1), y), tf.float32)
+            return tf.reduce_sum(loss), tf.reduce_sum(hit), tf.cast(tf.shape(x)[0], tf.float32)
+
+        _STEPS.setdefault(model, {})["validate"] = step
+    loss = hit = n = 0.0
+    for batch in dataset:
+        a, b, c = step(batch[0], tf.cast(batch[1], tf.int64))
+        loss, hit, n = loss + float(a), hit + float(b), n + float(c)
+    return {"loss": loss / n if n else float("nan"), "accuracy": hit / n if n else float("nan")}
 
 
 def _recalibration_step(model, layers):
@@ -187,7 +223,7 @@ def _recalibration_step(model, layers):
     moving mean and variance to ``sums``; built once per model and kept on it."""
     import tensorflow as tf
 
-    cached = _RECALIBRATION.get(model)
+    cached = _STEPS.get(model, {}).get("recalibrate")
     if cached is not None:
         return cached
     sums = []
@@ -195,14 +231,14 @@ def _recalibration_step(model, layers):
         sums += [tf.Variable(tf.zeros_like(layer.moving_mean), trainable=False),
                  tf.Variable(tf.zeros_like(layer.moving_variance), trainable=False)]
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)])
     def step(x):
         model(x, training=True)
         for k, layer in enumerate(layers):
             sums[2 * k].assign_add(layer.moving_mean)
             sums[2 * k + 1].assign_add(layer.moving_variance)
 
-    _RECALIBRATION[model] = (step, sums)
+    _STEPS.setdefault(model, {})["recalibrate"] = (step, sums)
     return step, sums
 
 
@@ -230,8 +266,7 @@ class EpochLog:
                 if self.recal_ds is not None:
                     recalibrate_batchnorm(self.model, self.recal_ds)
                 if self.val_ds is not None:
-                    val = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
-                    logs.update({"val_" + k: float(v) for k, v in val.items()})
+                    logs.update({"val_" + k: v for k, v in validate_model(self.model, self.val_ds).items()})
                 opt = self.model.optimizer
                 lr = float(np.asarray(opt.learning_rate if not callable(getattr(opt, "_learning_rate", None))
                                       else opt._learning_rate(opt.iterations)))

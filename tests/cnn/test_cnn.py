@@ -343,3 +343,38 @@ def test_recalibrate_batchnorm_averages_batch_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(axis=0) for b in batches], axis=0),
                                rtol=1e-4)
     assert bn.momentum == 0.99
+
+
+def test_each_compiled_step_is_traced_once_per_fit(data, tmp_path):
+    """Partial batches cost no second trace: training batches have one shape (the remainder is dropped,
+    and reshuffled each pass), validation and BatchNorm re-estimation are compiled with an unknown batch size."""
+    from hybridwbc.cnn.images import image_dataset
+    from hybridwbc.cnn.training import compiled_steps
+
+    shapes = {tuple(x.shape) for x, _ in image_dataset(data["paths"], 32, 5, labels=np.zeros(24, int),
+                                                       shuffle_seed=0, drop_remainder=True)}
+    assert shapes == {(5, 32, 32, 3)}  # 24 images in batches of 5: the 4 left over wait for the next pass
+    # 24 images: 18 training rows in batches of 8, 6 validation rows in batches of 4 (a partial batch each)
+    est = CNNClassifier(**{**TINY, "epochs": 3, "patience": 0, "embed_batch_size": 4}).fit(_X(data["paths"]),
+                                                                                         data["y"])
+    counts = {name: f.experimental_get_tracing_count() for name, f in compiled_steps(est.model_).items()}
+    assert counts == {"validate": 1, "recalibrate": 1}
+
+
+def test_validate_model_matches_keras_evaluate(data):
+    import warnings
+
+    from hybridwbc.cnn.images import image_dataset
+    from hybridwbc.cnn.training import validate_model
+
+    est = CNNClassifier(**TINY)
+    model = est.build_model(2)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    y = (data["y"] == "eosinophil").astype(np.int64)
+    ds = image_dataset(data["paths"], 32, 5, labels=y)  # 24 images: a last batch of 4
+    ours = validate_model(model, ds)
+    with warnings.catch_warnings():  # the stream's length is unknown (ignore_errors): Keras says so at its end
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        theirs = model.evaluate(ds, verbose=0, return_dict=True)
+    assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-4)
+    assert ours["accuracy"] == pytest.approx(theirs["accuracy"])
