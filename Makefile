@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
-.PHONY: install run test test-fast lint package-check experiments ui check-data bench clean help tables table-wbc table-all-hem \
+.PHONY: peers install run test test-fast lint package-check experiments ui check-data bench clean help tables table-wbc table-all-hem \
         table-all-pbs table-repeats $(EXPERIMENTS)
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
 	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
 	@echo "make bench        run the benchmark scripts"
+	@echo "make peers        install the optional peers bench/peers.py compares against (cp_measure)"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -26,6 +27,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The optional peers of bench/peers.py (pyproject extra `peers`), pinned in constraints.txt. --no-deps: centrosome
+# declares pillow<12, which would downgrade our pinned pillow; everything else they need is already pinned.
+peers: install
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt cp-measure centrosome mahotas deprecation
 
 run: install
 	$(BIN)/python -m hybridwbc.run +experiment=all_hem

@@ -29,6 +29,7 @@ from hybridwbc.features.base import jsonable
 from hybridwbc.features.table import design_matrix
 from hybridwbc.models.parts import trained_cnn
 from hybridwbc.serve.results import OUT_OF_DOMAIN, UNCERTAIN, check_max_pixels, check_min_confidence, result_frame
+from hybridwbc.serve.workers import resolve_n_jobs
 
 __all__ = ["WBCPipeline", "design_matrix", "verify_files", "require_file", "result_frame", "check_min_confidence",
            "check_max_pixels", "UNCERTAIN", "OUT_OF_DOMAIN", "MODEL_FILE", "META_FILE"]
@@ -99,7 +100,7 @@ class WBCPipeline:
     def classes_(self) -> list[str]:
         return [str(c) for c in self.estimator.classes_]
 
-    def predict_paths(self, paths: Sequence[str | bytes | os.PathLike], n_jobs: int = 1, progress: bool = False,
+    def predict_paths(self, paths: Sequence[str | bytes | os.PathLike], n_jobs: int | None = None, progress=False,
                       min_confidence: float = 0.0, max_pixels: int | None = None) -> pd.DataFrame:
         """Predict image files; a file that cannot be read or holds no cell gets an error row.
 
@@ -108,8 +109,9 @@ class WBCPipeline:
         paths : sequence of str, bytes or os.PathLike
             Image files. A ``bytes`` path (a file name that is not valid
             UTF-8) is accepted and shown with :func:`os.fsdecode`.
-        n_jobs : int, default 1
-            Worker processes for reading and featurizing.
+        n_jobs : int, default None
+            Worker processes for reading and featurizing: ``None`` or ``-1`` all cores
+            (:mod:`hybridwbc.serve.workers`), ``1`` this process only.
         progress : bool, default False
         min_confidence : float in [0, 1], default 0
             Abstain below it: the row's label is ``"uncertain"`` (its
@@ -134,7 +136,7 @@ class WBCPipeline:
                                     min_confidence=min_confidence, max_pixels=max_pixels)
 
     def predict_sources(self, sources: Sequence[str | os.PathLike | bytes], names: Sequence[str] | None = None,
-                        n_jobs: int = 1, progress: bool = False, min_confidence: float = 0.0,
+                        n_jobs: int | None = None, progress: bool = False, min_confidence: float = 0.0,
                         max_pixels: int | None = None) -> pd.DataFrame:
         """Predict images given as file paths or as the encoded bytes of image files.
 
@@ -169,8 +171,8 @@ class WBCPipeline:
         ------
         ConfigError
             If ``min_confidence`` is outside [0, 1], ``max_pixels`` is not
-            positive, or abstention is asked for while a class is named
-            ``uncertain``.
+            positive, abstention is asked for while a class is named
+            ``uncertain``, or ``n_jobs`` is 0 or below -1.
         """
         from hybridwbc.data.io import DEFAULT_MAX_PIXELS
 
@@ -187,7 +189,7 @@ class WBCPipeline:
         if names is None:
             names = [f"image[{i}]" if _is_bytes(s) else os.fsdecode(s) for i, s in enumerate(sources)]
         names = [os.fsdecode(x) if isinstance(x, bytes) else str(x) for x in names]
-        vectors, errors = _featurize_sources(self.featurizer, sources, max_pixels, n_jobs, progress)
+        vectors, errors = _featurize_sources(self.featurizer, sources, max_pixels, resolve_n_jobs(n_jobs), progress)
         proba = np.full((n, len(classes)), np.nan)
         outside: dict = {}
         ok_rows = sorted(vectors)

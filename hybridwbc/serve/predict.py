@@ -1,7 +1,7 @@
 """Predict image files with a saved model.
 
     python -m hybridwbc.predict model=<model> input=<folder, file, glob or CSV> output=<file.csv>
-                                [n_jobs=1] [min_confidence=0] [max_pixels=64000000]
+                                [n_jobs=-1] [min_confidence=0] [max_pixels=64000000]
 
 ``model`` is a run's ``model/`` folder (the hash-checked WBCPipeline), a pyfunc
 model folder (:mod:`hybridwbc.serve.pyfunc`; loaded through ``mlflow.pyfunc`` after
@@ -20,6 +20,8 @@ A symlink loop or a folder that cannot be listed, met while walking ``input``,
 is an error row too. An image unlike the model's training cells (outside its
 applicability domain) gets ``status=out_of_domain`` and the label ``uncertain``,
 with its probabilities; the summary line counts those rows.
+``n_jobs``: worker processes that read and featurize the images; ``-1`` (the
+default) uses every core this process may run on, ``n_jobs=1`` this process only.
 Below ``min_confidence`` the label is ``uncertain`` (the probabilities are still
 written): send those cells to a human. ``max_pixels`` bounds ``width * height``
 of any image decoded. File names that are not valid UTF-8 are written with
@@ -40,7 +42,7 @@ from hybridwbc.errors import ConfigError, DataLayoutError
 __all__ = ["main", "collect_inputs", "collect_rows", "load_model", "parse_args", "predict"]
 
 USAGE = ("usage: python -m hybridwbc.predict model=<model dir, pyfunc dir or models:/ URI> "
-         "input=<folder, file, glob or CSV> output=<file.csv> [n_jobs=1] [min_confidence=0] [max_pixels=64000000]")
+         "input=<folder, file, glob or CSV> output=<file.csv> [n_jobs=-1] [min_confidence=0] [max_pixels=64000000]")
 _KEYS = {"model", "input", "output", "n_jobs", "min_confidence", "max_pixels"}
 
 
@@ -66,11 +68,10 @@ def parse_args(argv: list[str]) -> dict:
     missing = {"model", "input", "output"} - set(args)
     if missing:
         raise ConfigError(f"Missing argument(s) {sorted(missing)}. {USAGE}")
-    try:
-        args["n_jobs"] = int(args.get("n_jobs", 1))
-    except ValueError as exc:
-        raise ConfigError(f"n_jobs must be an integer; received {args['n_jobs']!r}.") from exc
     from hybridwbc.serve.pipeline import check_max_pixels, check_min_confidence
+    from hybridwbc.serve.workers import resolve_n_jobs
+
+    args["n_jobs"] = resolve_n_jobs(args.get("n_jobs"))
 
     args["min_confidence"] = check_min_confidence(args.get("min_confidence", 0.0))
     if "max_pixels" in args:
@@ -205,9 +206,11 @@ def load_model(spec: str):
     return WBCPipeline.load(spec)
 
 
-def predict(model: str, input: str, output: str, n_jobs: int = 1, min_confidence: float = 0.0,
+def predict(model: str, input: str, output: str, n_jobs: int | None = None, min_confidence: float = 0.0,
             max_pixels: int | None = None):
     """Load ``model``, predict every image named by ``input`` and write ``output`` (CSV).
+
+    ``n_jobs``: worker processes for reading and featurizing; ``None`` or ``-1`` all cores, ``1`` none.
 
     Returns
     -------
@@ -217,7 +220,9 @@ def predict(model: str, input: str, output: str, n_jobs: int = 1, min_confidence
     import pandas as pd
 
     from hybridwbc.serve.pipeline import OUT_OF_DOMAIN, UNCERTAIN, WBCPipeline, result_frame
+    from hybridwbc.serve.workers import resolve_n_jobs
 
+    n_jobs = resolve_n_jobs(n_jobs)
     obj = load_model(model)
     paths, refused = collect_rows(input)
     good = [i for i in range(len(paths)) if i not in refused]

@@ -52,7 +52,9 @@ from hybridwbc.features.handcrafted.geometry import (
 )
 from hybridwbc.features.handcrafted.granularity import (
                                                    GRAN_CHANNELS,
+                                                   cellprofiler_object_spectrum,
                                                    granular_spectrum,
+                                                   granular_tophat,
                                                    granularity_features,
                                                    granularity_names,
                                                    inverted_channel,
@@ -63,6 +65,7 @@ from hybridwbc.features.handcrafted.texture import (
                                                    glcm_masked,
                                                    glcm_offset,
                                                    glcm_props,
+                                                   glcm_stack,
                                                    lbp_histogram,
                                                    texture_features,
                                                    texture_names,
@@ -75,8 +78,10 @@ __all__ = [
     "size_ratio_features", "size_ratio_names",
     "COLOUR_CHANNELS", "COLOUR_STATS", "REGIONS", "colour_features", "colour_names", "colour_planes", "moments4",
     "GLCM_PROPS", "GLCM_ANGLES", "texture_features", "texture_names", "glcm_offset", "glcm_masked", "glcm_props",
+    "glcm_stack",
     "lbp_histogram",
     "GRAN_CHANNELS", "granularity_features", "granularity_names", "granular_spectrum", "inverted_channel",
+    "granular_tophat", "cellprofiler_object_spectrum",
     "reconstruct_by_dilation",
     "HandcraftedFeaturizer", "GeometryFeaturizer", "ColourFeaturizer", "TextureFeaturizer", "SizeRatioFeaturizer",
     "GranularityFeaturizer", "derived_init",

@@ -8,7 +8,9 @@
     * ``eccentricity = sqrt(1 - l2 / l1)`` with ``l1 >= l2`` the eigenvalues of
       the inertia tensor ``[[mu02, -mu11], [-mu11, mu20]] / mu00`` (central
       moments; 0 when ``l1 = 0``);
-    * ``solidity = area / |convex hull|`` (scikit-image ``convex_hull_image``);
+    * ``solidity = area / |convex hull|``: the pixels of scikit-image's
+      ``convex_hull_image`` (the hull of every pixel's four edge midpoints,
+      pixel centres inside or on it), counted exactly by :func:`hull_area`;
     * ``major_axis = 4 sqrt(l1)``, ``minor_axis = 4 sqrt(l2)``;
     * ``nucleus_lobes``: the number of regional maxima of the nucleus's
       distance transform ``d`` whose prominence (height above the saddle to a
@@ -29,8 +31,8 @@ from scipy import ndimage as ndi
 from hybridwbc.features.handcrafted.cell import CellView
 from hybridwbc.segment.morphology import CROSS, reconstruct_by_dilation
 
-__all__ = ["GEOM_PROPS", "geometry_names", "perimeter", "lobe_peaks", "count_lobes", "geometry_features",
-           "size_ratio_names", "size_ratio_features"]
+__all__ = ["GEOM_PROPS", "geometry_names", "perimeter", "hull_area", "shape_props", "lobe_peaks", "count_lobes",
+           "geometry_features", "size_ratio_names", "size_ratio_features"]
 
 GEOM_PROPS = ("area", "perimeter", "circularity", "eccentricity", "solidity", "major_axis", "minor_axis")
 _PERIM_KERNEL = np.array([[10, 2, 10], [2, 1, 2], [10, 2, 10]], np.float32)
@@ -38,6 +40,7 @@ _PERIM_WEIGHTS = np.zeros(50, np.float64)
 _PERIM_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
 _PERIM_WEIGHTS[[21, 33]] = np.sqrt(2.0)
 _PERIM_WEIGHTS[[13, 23]] = (1.0 + np.sqrt(2.0)) / 2.0
+_DIAMOND = np.array([[0, -1], [0, 1], [-1, 0], [1, 0]])  # a pixel's edge midpoints, doubled (x, y)
 
 
 def geometry_names(lobe_prominence: float = 0.2) -> list[str]:
@@ -64,9 +67,61 @@ def perimeter(mask: np.ndarray) -> float:
     return float(hist @ _PERIM_WEIGHTS)
 
 
-def _shape_props(mask: np.ndarray) -> list[float]:
-    from skimage.morphology import convex_hull_image
+def hull_area(mask: np.ndarray) -> int:
+    """Pixel count of scikit-image's ``convex_hull_image(mask)``, in exact integer arithmetic.
 
+    In doubled coordinates every pixel ``(r, c)`` contributes its edge midpoints ``(2r +- 1, 2c)``,
+    ``(2r, 2c +- 1)`` (only the first and last pixel of each row and column can be hull vertices);
+    OpenCV's hull of these integer points is exact, and each pixel row ``R = 2r`` counts the
+    pixel centres ``C = 2c`` between the hull's left and right edges, boundary included.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (h, w), bool
+
+    Returns
+    -------
+    int
+        0 for an empty mask.
+    """
+    rows = np.flatnonzero(mask.any(1))
+    cols = np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return 0
+    sub = mask[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    h, w = sub.shape
+    hr, hc = sub.any(1), sub.any(0)
+    r, c = np.arange(h)[hr], np.arange(w)[hc]
+    pr = np.concatenate([r, r, sub[:, hc].argmax(0), h - 1 - sub[::-1, hc].argmax(0)])
+    pc = np.concatenate([sub[hr].argmax(1), w - 1 - sub[hr, ::-1].argmax(1), c, c])
+    pts = (np.stack([2 * pc, 2 * pr], 1)[:, None, :] + _DIAMOND).reshape(-1, 2).astype(np.int32)
+    hull = cv2.convexHull(pts).reshape(-1, 2).astype(np.int64)
+    c1, r1 = hull[:, 0], hull[:, 1]
+    c2, r2 = np.roll(c1, -1), np.roll(r1, -1)
+    big = np.iinfo(np.int64).max
+    R = np.arange(0, 2 * h - 1, 2)[:, None]
+    den = r2 - r1
+    sign = np.where(den < 0, -1, 1)
+    den2 = 2 * np.where(den == 0, 1, den * sign)
+    num = (c1 * den + (R - r1) * (c2 - c1)) * sign  # edge column at row R = num / (den2 / 2)
+    crosses = (den != 0) & (R >= np.minimum(r1, r2)) & (R <= np.maximum(r1, r2))
+    on_row = R == r1  # hull vertices on a pixel row (covers horizontal edges)
+    lo = np.minimum(np.where(crosses, -((-num) // den2), big).min(1), np.where(on_row, -((-c1) // 2), big).min(1))
+    hi = np.maximum(np.where(crosses, num // den2, -big).max(1), np.where(on_row, c1 // 2, -big).max(1))
+    return int(np.clip(hi - lo + 1, 0, None).sum())
+
+
+def shape_props(mask: np.ndarray) -> list[float]:
+    """The :data:`GEOM_PROPS` of one region (module docstring); all 0 for an empty mask.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (h, w), bool
+
+    Returns
+    -------
+    list of 7 float
+    """
     area = float(mask.sum())
     if area == 0:
         return [0.0] * len(GEOM_PROPS)
@@ -79,10 +134,7 @@ def _shape_props(mask: np.ndarray) -> list[float]:
     ev = np.clip(ev, 0, None)
     l1, l2 = float(ev[1]), float(ev[0])
     ecc = float(np.sqrt(1.0 - l2 / l1)) if l1 != 0 else 0.0
-    rows = np.flatnonzero(mask.any(1))
-    cols = np.flatnonzero(mask.any(0))
-    sub = mask[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
-    hull = float(convex_hull_image(sub).sum()) if sub.size > 1 else area
+    hull = float(hull_area(mask))
     solidity = area / hull if hull > 0 else 0.0
     return [area, p, circ, ecc, solidity, 4.0 * np.sqrt(l1), 4.0 * np.sqrt(l2)]
 
@@ -124,7 +176,7 @@ def geometry_features(view: CellView, lobe_prominence: float = 0.2) -> np.ndarra
     -------
     ndarray of shape (15,), float64
     """
-    return np.array(_shape_props(view.cell) + _shape_props(view.nucleus)
+    return np.array(shape_props(view.cell) + shape_props(view.nucleus)
                     + [count_lobes(view.nucleus, lobe_prominence)], np.float64)
 
 

@@ -21,7 +21,24 @@ over ``C`` (``cytoplasm_*``):
        of the signal removed at size ``k``. Structures of radius ``r``
        (subsampled pixels) vanish at ``k = r + 1``, so a granule of radius
        ``r`` full-resolution pixels peaks near ``k = r / gran_subsample + 1``.
-       An empty mask gives 0.
+       An empty mask gives 0 (CellProfiler: NaN for a fully masked image, 0 or
+       NaN for its objects).
+
+Relation to CellProfiler. For the image as a whole (``masks[0]`` = the image
+mask) the spectrum is CellProfiler's image measurement ``Granularity_k``
+exactly; its unit tests pass unchanged (``tests/features/
+test_granularity_cellprofiler.py``). For an *object* CellProfiler normalises by
+the object's mean of the raw image ``m_raw`` (before background removal) and
+its first step also counts the background the tophat removed, whereas we use
+the mean after the tophat ``m_0`` for every region, so that the spectrum does
+not depend on the background level. With ``m_k`` the region's mean of ``R_k``:
+``G^CP_1 = 100 (m_raw - m_1) / m_raw`` and ``G^CP_k = 100 (m_{k-1} - m_k) /
+m_raw`` (``k >= 2``), i.e. ``G^CP = (m_0 / m_raw) G + [100 (m_raw - m_0) /
+m_raw, 0, ..., 0]`` (:func:`cellprofiler_object_spectrum`, exact; also what
+``cp_measure``'s ``get_granularity`` returns). The relation is exact at
+``gran_subsample=1`` (the default); with subsampling CellProfiler measures
+objects on the full-resolution labels after a bilinear upsampling of ``R_k``,
+we on the subsampled masks (its own test allows 0.5 percentage points there).
 """
 
 from __future__ import annotations
@@ -34,7 +51,8 @@ import numpy as np
 from hybridwbc.features.handcrafted.cell import CellView
 from hybridwbc.segment.morphology import CROSS, reconstruct_by_dilation
 
-__all__ = ["GRAN_CHANNELS", "granularity_names", "granular_spectrum", "inverted_channel", "granularity_features"]
+__all__ = ["GRAN_CHANNELS", "granularity_names", "granular_tophat", "granular_spectrum", "cellprofiler_object_spectrum",
+           "inverted_channel", "granularity_features"]
 
 GRAN_CHANNELS = ("gray", "r", "g", "b")
 
@@ -49,6 +67,48 @@ def _disk_fp(radius: int) -> np.ndarray:
     from skimage.morphology import disk
 
     return disk(radius).astype(np.uint8)
+
+
+def granular_tophat(img: np.ndarray, gran_element: int = 10) -> np.ndarray:
+    """Background removal of step 2: ``max(I - dilate(erode(I, D), D), 0)``, ``D = disk(gran_element)``.
+
+    Parameters
+    ----------
+    img : ndarray of shape (h, w), dtype uint8
+        Already subsampled; zero outside the image mask.
+    gran_element : int
+
+    Returns
+    -------
+    ndarray of shape (h, w), dtype uint8
+    """
+    fp = _disk_fp(gran_element)
+    return cv2.subtract(img, cv2.dilate(cv2.erode(img, fp), fp))
+
+
+def cellprofiler_object_spectrum(spectrum: np.ndarray, raw_mean: float, tophat_mean: float) -> np.ndarray:
+    """CellProfiler's per-object spectrum from ours (module docstring, "Relation to CellProfiler").
+
+    Parameters
+    ----------
+    spectrum : ndarray of shape (n,)
+        Our spectrum of one region (:func:`granular_spectrum`).
+    raw_mean : float
+        ``m_raw``, the region's mean of the (subsampled) image before background removal.
+    tophat_mean : float
+        ``m_0``, the region's mean of :func:`granular_tophat` (same scale as ``raw_mean``).
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+        ``(m_0 / m_raw) G + [100 (m_raw - m_0) / m_raw, 0, ...]``; zeros when ``m_raw`` is 0.
+    """
+    out = np.zeros(len(spectrum))
+    if raw_mean <= 0:
+        return out
+    out[:] = np.asarray(spectrum, np.float64) * (tophat_mean / raw_mean)
+    out[0] += 100.0 * (raw_mean - tophat_mean) / raw_mean
+    return out
 
 
 def granular_spectrum(channel: np.ndarray, masks: Sequence[np.ndarray], gran_length: int = 8,
@@ -73,9 +133,7 @@ def granular_spectrum(channel: np.ndarray, masks: Sequence[np.ndarray], gran_len
     out = np.zeros((len(masks), gran_length))
     if not sub[0].any():
         return out
-    fp = _disk_fp(gran_element)
-    back = cv2.dilate(cv2.erode(img, fp), fp)
-    j = cv2.subtract(img, back)
+    j = granular_tophat(img, gran_element)
     counts = [float(m.sum()) for m in sub]
     idx = [np.flatnonzero(m.ravel()) for m in sub]
 
