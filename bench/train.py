@@ -177,7 +177,8 @@ def main(argv=None) -> dict:
     fw_rate, bare_rate = n_train / fw_epoch, len(x) / bare_epoch
     tiny_n = _n_train(est, y[tiny], paths[tiny]) * 2
     out = {
-        "backbone": args.backbone, "precision": est.precision, "input_size": int(est.input_size), "n": int(len(paths)), "epochs": args.epochs,
+        "backbone": args.backbone, "precision": est.precision, "input_size": int(est.input_size),
+        "n": int(len(paths)), "epochs": args.epochs,
         "framework_img_per_s": round(fw_rate, 1), "bare_img_per_s": round(bare_rate, 1),
         "ratio": round(fw_rate / bare_rate, 3), "framework_fit_s": round(fw_s, 1),
         "overhead_s": round(tiny_s - tiny_n / bare_rate, 2), "tiny_fit_s": round(tiny_s, 2),
