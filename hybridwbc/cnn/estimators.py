@@ -288,7 +288,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         else:
             cw = np.ones(n_classes)
         self.class_weights_ = {str(c): float(w) for c, w in zip(self.classes_, cw)}
-        steps = int(self.steps_per_epoch) if self.steps_per_epoch else int(np.ceil(len(tr) / int(self.batch_size)))
+        # training batches drop the remainder (one shape per step), so an epoch is floor(n / batch) steps
+        steps = int(self.steps_per_epoch) if self.steps_per_epoch else max(1, len(tr) // int(self.batch_size))
         model = self.build_model(n_classes)
         compile_model(model, self.lr_schedule, self.learning_rate, self.weight_decay, steps, self.epochs)
         has_val = fit_model(self, model, paths, yi, tr, va, cw, steps)

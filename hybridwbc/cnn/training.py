@@ -113,6 +113,7 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
                 est.val_accuracy_ = validate_model(model, val_ds)["accuracy"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        _STEPS.pop(model, None)  # its compiled steps hold the model: drop them, or every trained CNN stays alive
     return val_ds is not None
 
 
@@ -179,8 +180,9 @@ def recalibrate_batchnorm(model, dataset) -> int:
     return t
 
 
-#: The compiled steps (validation, BatchNorm re-estimation) of each live model, traced once per model; not
-#: attributes of the model, where Keras would track the accumulators as the model's weights.
+#: The compiled steps (validation, BatchNorm re-estimation) of each model in training, traced once per model;
+#: not attributes of the model, where Keras would track the accumulators as the model's weights. The steps
+#: refer to their model, so :func:`fit_model` drops its model's entry when training ends.
 _STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
