@@ -32,7 +32,7 @@ import numpy as np
 from hybridwbc.cnn.images import augment_microscopy, image_dataset, unreadable_reason
 
 __all__ = ["validation_split", "compile_model", "fit_model", "bn_layers", "recalibrate_batchnorm", "validate_model",
-           "compiled_steps", "EpochLog",
+           "compiled_steps", "EpochLog", "TRAINING_VERSION",
            "training_key", "load_trained", "store_trained"]
 
 log = logging.getLogger(__name__)
@@ -304,6 +304,12 @@ class EpochLog:
         return _CB(*args, **kwargs)
 
 
+#: Version of the training arithmetic, in every trained-model cache key: bump it when the same settings and rows
+#: would train a different model. 2: training batches drop the remainder; the learning-rate schedule spans the
+#: steps actually run.
+TRAINING_VERSION = 2
+
+
 def training_key(settings: dict, shas, y, groups=None) -> str:
     """Key of a training run: the ordered training images (content hashes) and labels, the groups of
     the validation split when they are subjects (``None`` when it groups by content hash: the key of
@@ -315,7 +321,8 @@ def training_key(settings: dict, shas, y, groups=None) -> str:
     rows = [[str(a), str(b)] for a, b in zip(shas, y)] if groups is None else \
         [[str(a), str(b), str(g)] for a, b, g in zip(shas, y, groups)]
     blob = json.dumps({"params": settings, "data": rows,
-                       "versions": [tf.__version__, keras.__version__], "v": 1}, sort_keys=True, default=str)
+                       "versions": [tf.__version__, keras.__version__], "v": TRAINING_VERSION},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
