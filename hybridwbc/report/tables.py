@@ -241,6 +241,9 @@ def _variant_tables(df: pd.DataFrame) -> list:
         part = df[df["variant"] == (prefix.rstrip("_") or "cell")] if "variant" in df.columns else df.iloc[:0]
         if part.empty:
             continue
+        if prefix == "all_" and "n_skipped_test" in part.columns and (part["n_skipped_test"] == 0).all():
+            lines += ["", f"### {heading}", "", "Every method scored every test row: the same numbers as above."]
+            continue
         cols = COLUMNS + [k for k in BINARY if k in part.columns and part[k].notna().any()]
         cover = prefix in ("", "all_") and "n_scored" in part.columns
         units = sorted({str(u) for u in part["ci_resampling"] if str(u) and str(u) != "nan"}) or ["images"]
