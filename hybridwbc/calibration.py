@@ -403,8 +403,13 @@ class CalibratedModel(WBCEstimator, MetaEstimatorMixin, ClassifierMixin, BaseEst
         from sklearn.linear_model import LogisticRegression
 
         base = clone(self.estimator) if self.estimator is not None else LogisticRegression()
-        # an inner search gets the subjects; with none, each row is its own group
-        return fit_with_groups(base, X_fit, y_fit, groups_fit if groups_fit is not None else fit_idx)
+        # an inner search gets the subjects; with none, each row is its own group for a search only (a CNN
+        # given row ids would split its validation by row and key its cache by them)
+        from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+        if groups_fit is None and isinstance(base, (GridSearchCV, RandomizedSearchCV)):
+            groups_fit = fit_idx
+        return fit_with_groups(base, X_fit, y_fit, groups_fit)
 
     def _fit_base(self, X_fit, y_fit, groups_fit, fit_idx):
         """Fit a clone of the estimator on the fitting part; sets ``estimator_``, ``classes_``, ``n_features_in_``."""

@@ -225,20 +225,29 @@ def config_hash(cfg) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def code_version() -> str:
-    """A short hash of the code and configs that make a result: every ``.py`` file of the package and
-    every ``.yaml`` file of the config tree, by relative path and content.
+#: Package folders that render or serve results without changing them (left out of :func:`code_version`).
+_NOT_RESULTS = ("report", "serve")
+
+
+def code_version(package=None) -> str:
+    """A short hash of the code and configs that make a result: every ``.py`` file of the package except
+    the wings that only render or serve results (``report/``, ``serve/``), and every ``.yaml`` file of
+    the config tree, by relative path and content.
 
     Unlike the git commit it ignores documentation and result tables, and it is defined for an
-    installed package too; a run made by other code never matches (``make tables`` reruns it).
+    installed package too; a run made by other code never matches (``make tables`` reruns it), while a
+    change to how tables are drawn or models served does not invalidate the runs. ``package``: the
+    package folder to hash (default: this one; its ``conf/`` is the config tree).
     """
     import hashlib
     from pathlib import Path
 
     h = hashlib.sha256()
-    for base, pattern in ((Path(__file__).resolve().parent, "*.py"), (conf_dir(), "*.yaml")):
+    package = Path(package) if package is not None else Path(__file__).resolve().parent
+    for base, pattern in ((package, "*.py"), (package / "conf", "*.yaml")):
         for f in sorted(base.rglob(pattern)):
-            if "__pycache__" in f.parts:
+            rel = f.relative_to(base).parts
+            if "__pycache__" in rel or (pattern == "*.py" and rel[0] in _NOT_RESULTS):
                 continue
             h.update(f"{base.name}/{f.relative_to(base).as_posix()}\0".encode())
             h.update(f.read_bytes())

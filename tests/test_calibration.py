@@ -241,3 +241,26 @@ def test_used_through_run_experiment(compose, tmp_path, monkeypatch):
     assert out["metrics"]["accuracy"] > 0.6
     preds = pd.read_csv(tmp_path / "run" / "predictions.csv")
     np.testing.assert_allclose(preds.filter(like="p_").sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_without_subjects_a_wrapped_estimator_gets_no_row_ids_as_groups():
+    """Row ids as groups are for an inner search only; a CNN given them would split its validation by row."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.linear_model import LogisticRegression
+
+    from hybridwbc.calibration import CalibratedModel
+
+    class Spy(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y, groups=None):
+            self.groups_seen_ = groups
+            self.inner_ = LogisticRegression().fit(X, y)
+            self.classes_ = self.inner_.classes_
+            return self
+
+        def decision_function(self, X):
+            return self.inner_.decision_function(X)
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), np.array(["a", "b"] * 30, dtype=object)
+    model = CalibratedModel(Spy()).fit(X, y)
+    assert model.estimator_.groups_seen_ is None

@@ -111,3 +111,21 @@ def test_help_is_fast_and_imports_nothing_heavy(project_root):
     out = subprocess.run([sys.executable, "-m", "hybridwbc.run", "--help"], capture_output=True, text=True,
                          cwd=project_root, timeout=120)
     assert out.returncode == 0 and "experiment" in out.stdout
+
+
+def test_code_version_follows_the_code_that_makes_results(tmp_path):
+    from hybridwbc.config import code_version
+
+    pkg = tmp_path / "hybridwbc"
+    for rel in ("evaluate/method.py", "report/tables.py", "serve/predict.py", "conf/config.yaml", "conf/eval/cv.yaml"):
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(f"# {rel}\n")
+    base = code_version(pkg)
+    (pkg / "report" / "tables.py").write_text("# drawn differently\n")
+    (pkg / "serve" / "predict.py").write_text("# served differently\n")
+    assert code_version(pkg) == base  # rendering and serving do not change a result
+    (pkg / "evaluate" / "method.py").write_text("# scored differently\n")
+    assert code_version(pkg) != base
+    (pkg / "evaluate" / "method.py").write_text("# evaluate/method.py\n")
+    (pkg / "conf" / "eval" / "cv.yaml").write_text("n_splits: 3\n")
+    assert code_version(pkg) != base

@@ -1,4 +1,4 @@
-"""CNN classifiers that read image files: the end-to-end CNN and classical heads on its embeddings.
+"""The CNN classifier that reads image files (and the path-column helpers its kin share).
 
 Both are scikit-learn classifiers whose ``X`` holds image paths (``(n, 1)``
 object array, column 0), so :func:`hybridwbc.evaluate.predict_out_of_sample`
@@ -8,10 +8,8 @@ evaluation stays leak-free with no special case.
 * :class:`CNNClassifier` (``classifier=cnn_softmax``): a backbone from
   :mod:`hybridwbc.cnn.build` plus a softmax head, trained through a
   ``tf.data`` pipeline that streams images from disk (:mod:`hybridwbc.cnn.training`).
-* :class:`EmbeddingClassifier` (``cnn_svm``, ``cnn_rf``, ``hybrid``): trains a
-  :class:`CNNClassifier` on the training rows, then fits any scikit-learn
-  classifier on its penultimate-layer embeddings, joined with any further
-  columns of ``X`` (handcrafted features, for ``hybrid``).
+* :class:`~hybridwbc.cnn.heads.EmbeddingClassifier` (``cnn_svm``, ``cnn_rf``, ``hybrid``), in
+  :mod:`hybridwbc.cnn.heads`: a classical head on this CNN's embeddings.
 
 Both follow :class:`hybridwbc.models.parts.WBCEstimator` (``validate``, ``trained_cnn``).
 TensorFlow is imported lazily, so building these objects from a config is fast.
@@ -26,15 +24,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from hybridwbc.cnn.backbones import resolve_precision, validate_backbone
 from hybridwbc.cnn.training import compile_model, fit_model, load_trained, store_trained, training_key, validation_split
 from hybridwbc.errors import ConfigError, ImageReadError
-from hybridwbc.models.parts import WBCEstimator, check_crossfit, fit_with_groups, grouped_folds
+from hybridwbc.models.parts import WBCEstimator
 
-__all__ = ["CNNClassifier", "EmbeddingClassifier", "PathInputTags", "split_paths"]
+__all__ = ["CNNClassifier", "PathInputTags", "split_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +288,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         else:
             cw = np.ones(n_classes)
         self.class_weights_ = {str(c): float(w) for c, w in zip(self.classes_, cw)}
-        steps = int(self.steps_per_epoch) if self.steps_per_epoch else int(np.ceil(len(tr) / int(self.batch_size)))
+        # training batches drop the remainder (one shape per step), so an epoch is floor(n / batch) steps
+        steps = int(self.steps_per_epoch) if self.steps_per_epoch else max(1, len(tr) // int(self.batch_size))
         model = self.build_model(n_classes)
         compile_model(model, self.lr_schedule, self.learning_rate, self.weight_decay, steps, self.epochs)
         has_val = fit_model(self, model, paths, yi, tr, va, cw, steps)
@@ -454,142 +453,10 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             self._set_embedder()
 
 
-class EmbeddingClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator):
-    """A scikit-learn classifier on the embeddings of a CNN trained on the same training rows.
+def __getattr__(name: str):
+    """``EmbeddingClassifier`` lived here before :mod:`hybridwbc.cnn.heads`: models saved then still load."""
+    if name == "EmbeddingClassifier":
+        from hybridwbc.cnn.heads import EmbeddingClassifier
 
-    ``fit`` clones and trains ``cnn`` on the training rows, embeds them with the
-    trained backbone (``training=False``) and fits a clone of ``head`` on the
-    embeddings, joined with any further columns of ``X`` (handcrafted features:
-    the ``hybrid`` classifier). ``predict`` embeds, joins, and asks the head.
-
-    With ``crossfit=k`` the head never sees the embedding of an image the embedding CNN was
-    trained on: the training rows are split into ``k`` folds (stratified, grouped by subject
-    where ``groups`` are given, else by content hash), and each fold is embedded by a CNN
-    trained on the other ``k - 1``. The head is fitted on these out-of-fold embeddings, as it
-    will meet unseen images at predict time, where the CNN trained on all training rows
-    (``cnn_``) embeds. Trained CNNs are cached by rows and settings, so this costs ``k``
-    extra trainings once.
-
-    Parameters
-    ----------
-    cnn : CNNClassifier
-    head : scikit-learn classifier
-        E.g. an SVM pipeline or a random forest. Gets ``groups`` if its ``fit`` takes them
-        (a :class:`~hybridwbc.calibration.CalibratedModel`: grouped inner calibration).
-    crossfit : int, default 0
-        ``0``: the head sees the embeddings of the CNN trained on the same rows;
-        ``k >= 2``: out-of-fold embeddings from ``k`` inner CNNs (see above).
-
-    Attributes
-    ----------
-    cnn_ : CNNClassifier (fitted on all training rows)
-    head_ : fitted head
-    classes_ : ndarray
-    history_ : dict
-        The CNN's per-epoch history.
-    n_extra_ : int
-        Handcrafted columns joined to the embeddings.
-    crossfit_folds_ : int
-        Inner folds used (0 without cross-fitting).
-    """
-
-    def __init__(self, cnn=None, head=None, crossfit: int = 0):
-        self.cnn = cnn
-        self.head = head
-        self.crossfit = crossfit
-
-    def _design(self, E: np.ndarray, extra: np.ndarray) -> np.ndarray:
-        return np.hstack([np.asarray(E, dtype=np.float64), extra]) if extra.shape[1] else np.asarray(E, np.float64)
-
-    def validate(self) -> None:
-        """Check ``crossfit`` and the parts' settings without TensorFlow.
-
-        Raises
-        ------
-        ConfigError
-            ``crossfit`` is neither 0 nor at least 2, or a part's settings are invalid.
-        """
-        check_crossfit(self.crossfit)
-        super().validate()
-
-    def fit(self, X, y, groups=None):
-        """Train the CNN, then the head on its (out-of-fold, with ``crossfit``) embeddings. Returns ``self``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n, 1 + n_extra)
-            Image paths in column 0, then any extra (handcrafted) columns.
-        y : array-like of shape (n,)
-        groups : array-like of shape (n,), optional
-            Subject ids, passed on to the CNN's validation split, the cross-fitting folds and the
-            head's inner calibration or search.
-        """
-        if self.cnn is None or self.head is None:
-            raise ConfigError("EmbeddingClassifier needs both cnn and head; received "
-                              f"cnn={self.cnn!r}, head={self.head!r}.")
-        self.validate()
-        paths, extra = split_paths(X)
-        y = np.asarray(y, dtype=object)
-        groups = None if groups is None else np.asarray(groups, dtype=object)
-        self.cnn_ = fit_with_groups(clone(self.cnn), paths, y, groups)
-        if int(self.crossfit) >= 2:
-            E, keep, skipped = self._out_of_fold(paths, y, groups)
-        else:
-            res = self.cnn_.embed(paths)
-            E, keep, skipped = res.X, res.index, res.skipped.to_dict("records")
-            self.crossfit_folds_ = 0
-        self.head_ = fit_with_groups(clone(self.head), self._design(E, extra[keep]), y[keep],
-                                     None if groups is None else groups[keep])
-        self.classes_ = np.asarray(self.head_.classes_)
-        self.n_extra_ = int(extra.shape[1])
-        self.n_features_in_ = 1 + self.n_extra_
-        self.skipped_ = skipped
-        return self
-
-    def _out_of_fold(self, paths: list, y: np.ndarray, groups):
-        """Embeddings of each inner fold by a CNN trained on the other folds: ``(E, kept rows, skipped)``."""
-        from hybridwbc.data.manifest import file_sha256
-
-        inner = groups if groups is not None else np.array([file_sha256(p) or p for p in paths], dtype=object)
-        folds = grouped_folds(y, inner, int(self.crossfit), int(getattr(self.cnn, "random_state", 0) or 0))
-        E = np.zeros((len(paths), int(self.cnn_.n_embed_)))
-        ok = np.zeros(len(paths), dtype=bool)
-        skipped: list = []
-        for tr, te in folds:
-            cnn = fit_with_groups(clone(self.cnn), [paths[i] for i in tr], y[tr],
-                                  None if groups is None else groups[tr])
-            res = cnn.embed([paths[i] for i in te])
-            E[te[res.index]] = res.X
-            ok[te[res.index]] = True
-            skipped += res.skipped.to_dict("records")
-        self.crossfit_folds_ = len(folds)
-        keep = np.flatnonzero(ok)
-        return E[keep], keep, skipped
-
-    @property
-    def history_(self) -> dict:
-        check_is_fitted(self, "cnn_")
-        return self.cnn_.history_
-
-    def transform(self, X) -> np.ndarray:
-        """The head's input: embeddings joined with the extra columns."""
-        check_is_fitted(self, "head_")
-        _, extra = split_paths(X)
-        if extra.shape[1] != self.n_extra_:
-            raise ValueError(
-                f"X has {extra.shape[1]} handcrafted column(s); the model was fitted with {self.n_extra_}.")
-        return self._design(self.cnn_.transform(X), extra)
-
-    def predict_proba(self, X) -> np.ndarray:
-        return self.head_.predict_proba(self.transform(X))
-
-    def predict(self, X) -> np.ndarray:
-        return self.head_.predict(self.transform(X))
-
-    def parts(self) -> list:
-        """The CNN and the head."""
-        return [self.cnn, self.head]
-
-    def trained_cnn(self):
-        """The fitted CNN (``cnn_``), else ``None``."""
-        return getattr(self, "cnn_", None)
+        return EmbeddingClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,7 @@ import numpy as np
 from hybridwbc.cnn.images import augment_microscopy, image_dataset, unreadable_reason
 
 __all__ = ["validation_split", "compile_model", "fit_model", "bn_layers", "recalibrate_batchnorm", "validate_model",
-           "compiled_steps", "EpochLog",
+           "compiled_steps", "EpochLog", "TRAINING_VERSION",
            "training_key", "load_trained", "store_trained"]
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
                 est.val_accuracy_ = validate_model(model, val_ds)["accuracy"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        _STEPS.pop(model, None)  # its compiled steps hold the model: drop them, or every trained CNN stays alive
     return val_ds is not None
 
 
@@ -179,8 +180,9 @@ def recalibrate_batchnorm(model, dataset) -> int:
     return t
 
 
-#: The compiled steps (validation, BatchNorm re-estimation) of each live model, traced once per model; not
-#: attributes of the model, where Keras would track the accumulators as the model's weights.
+#: The compiled steps (validation, BatchNorm re-estimation) of each model in training, traced once per model;
+#: not attributes of the model, where Keras would track the accumulators as the model's weights. The steps
+#: refer to their model, so :func:`fit_model` drops its model's entry when training ends.
 _STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -302,6 +304,12 @@ class EpochLog:
         return _CB(*args, **kwargs)
 
 
+#: Version of the training arithmetic, in every trained-model cache key: bump it when the same settings and rows
+#: would train a different model. 2: training batches drop the remainder; the learning-rate schedule spans the
+#: steps actually run.
+TRAINING_VERSION = 2
+
+
 def training_key(settings: dict, shas, y, groups=None) -> str:
     """Key of a training run: the ordered training images (content hashes) and labels, the groups of
     the validation split when they are subjects (``None`` when it groups by content hash: the key of
@@ -313,7 +321,8 @@ def training_key(settings: dict, shas, y, groups=None) -> str:
     rows = [[str(a), str(b)] for a, b in zip(shas, y)] if groups is None else \
         [[str(a), str(b), str(g)] for a, b, g in zip(shas, y, groups)]
     blob = json.dumps({"params": settings, "data": rows,
-                       "versions": [tf.__version__, keras.__version__], "v": 1}, sort_keys=True, default=str)
+                       "versions": [tf.__version__, keras.__version__], "v": TRAINING_VERSION},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hybridwbc.errors import DataLayoutError
 from hybridwbc.evaluate.metrics import mcnemar
 from hybridwbc.evaluate.protocol import SKIPPED
 
@@ -39,7 +40,11 @@ def compare_methods(results: dict, run_dir) -> dict:
         rows.append(r)
     best, second = ranked[0], ranked[1]
     a, b = (_all_rows(results[n]["pred"]) for n in (best, second))
-    assert np.array_equal(a[0], b[0]), "methods were evaluated on different splits"
+    if not np.array_equal(a[0], b[0]):
+        raise DataLayoutError(
+            f"Methods {best!r} and {second!r} were evaluated on different test rows; a comparison needs every "
+            "method on the same splits. This is a bug in the evaluation protocol."
+        )
     y_true = np.where(a[1] == None, b[1], a[1])  # noqa: E711 - a row A skipped takes its label from B
     test = mcnemar(y_true, a[2], b[2])
     pd.DataFrame(rows).to_csv(run_dir / "comparison.csv", index=False)

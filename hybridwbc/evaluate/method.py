@@ -205,16 +205,17 @@ def _coverage(pred: Predictions) -> dict:
             "coverage": float(n_scored / n) if n else float("nan")}
 
 
-def _split_scores(pred: Predictions, protocol: str) -> dict:
-    """Each split's scores on its scored rows (``split<k>_<metric>``) under cross-validation; ``{}`` otherwise."""
+def _split_scores(apred: Predictions, protocol: str) -> dict:
+    """Each split's scores on all its test rows (``split<k>_<metric>``; a skipped row counts wrong, as in the
+    ranking) under cross-validation; ``{}`` otherwise. ``apred`` comes from :func:`with_skipped`."""
     from hybridwbc.evaluate.metrics import classification_metrics
 
     if protocol != "cv":
         return {}
     out = {}
-    for k in np.unique(pred.fold):
-        on = pred.fold == k
-        m = classification_metrics(pred.y_true[on], pred.y_pred[on], None, pred.classes)
+    for k in np.unique(apred.fold):
+        on = apred.fold == k
+        m = classification_metrics(apred.y_true[on], apred.y_pred[on], None, apred.classes)
         out.update({f"split{int(k)}_{key}": m[key] for key in SPLIT_METRICS})
     return out
 
@@ -241,17 +242,19 @@ def _scores(data: RunData, pred: Predictions, estimator, X, usable, out_dir: Pat
     result = evaluate_predictions(pred, boot_groups, **kw)
     metrics = dict(result.metrics)
     metrics.update(_coverage(pred))
-    metrics.update(_split_scores(pred, enum_value(ev.protocol)))
+    apred = with_skipped(pred, data.y)
+    metrics.update(_split_scores(apred, enum_value(ev.protocol)))
     if len(pred.skipped):
-        apred = with_skipped(pred, data.y)
         ares = evaluate_predictions(apred, data.groups[apred.rows] if data.subjects else None, **kw).metrics
     else:  # every test row was scored: the same numbers
         ares = result.metrics
     metrics.update({f"all_{k}": v for k, v in ares.items()})
     variants = ["", "all_"]
     if ev.binary_groups:
-        bpred = to_binary(pred, OmegaConf.to_container(ev.binary_groups), ev.binary_positive)
-        bres = evaluate_predictions(bpred, boot_groups, **{**kw, "positive": ev.binary_positive})
+        # on all test rows (a skipped row counts wrong), like the ranking
+        bpred = to_binary(apred, OmegaConf.to_container(ev.binary_groups), ev.binary_positive)
+        bres = evaluate_predictions(bpred, data.groups[apred.rows] if data.subjects else None,
+                                    **{**kw, "positive": ev.binary_positive})
         metrics.update({f"binary_{k}": v for k, v in bres.metrics.items()})
         confusion_matrix_png(bres.confusion, bres.classes, out_dir / "confusion_matrix_binary.png", title)
         variants.append("binary_")

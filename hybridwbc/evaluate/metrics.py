@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hybridwbc.errors import ConfigError, DataLayoutError
-from hybridwbc.evaluate.protocol import Predictions
+from hybridwbc.evaluate.protocol import SKIPPED, Predictions
 
 __all__ = ["EvaluationResult", "classification_metrics", "bootstrap_ci", "per_class_report", "evaluate_predictions",
            "to_binary", "mcnemar", "aggregate_by_group", "most_confident_errors"]
@@ -147,6 +147,7 @@ def to_binary(pred: Predictions, groups_map: Mapping[str, Sequence[str]], positi
         If a class is in no group, or ``positive`` names no group.
     """
     lookup = {c: g for g, members in groups_map.items() for c in members}
+    lookup[SKIPPED] = SKIPPED  # a skipped row stays skipped (wrong) in the binary view
     missing = sorted(set(pred.classes) - set(lookup))
     if missing or positive not in groups_map:
         raise ConfigError(

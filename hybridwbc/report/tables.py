@@ -65,6 +65,8 @@ def latest_run(client, experiment: str, config_hash: str | None = None, code_ver
         filt += f" and tags.config_hash = '{config_hash}'"
     if code_version:
         filt += f" and tags.code_version = '{code_version}'"
+    if real_only:
+        filt += " and tags.`data.source` = 'real'"
     runs = client.search_runs([exp.experiment_id], filter_string=filt,
                               order_by=["attributes.start_time DESC"], max_results=200)
     top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags
@@ -216,8 +218,8 @@ def portable(text: str, roots=()) -> str:
 
     text = re.sub(r"sqlite:////\S*/([^/\s]+\.db)", r"sqlite:///\1", str(text))
     for root in sorted({str(Path(r)) for r in (*roots, Path.cwd()) if r}, key=len, reverse=True):
-        if root not in ("/", "."):
-            text = text.replace(root + "/", "./").replace(root, ".")
+        if root not in ("/", "."):  # whole path components only: /work/main never rewrites /work/main2
+            text = re.sub(re.escape(root) + r"(?=/|\s|$|['\"])", ".", text)
     return text
 
 
@@ -238,6 +240,9 @@ def _variant_tables(df: pd.DataFrame) -> list:
     for prefix, _, heading in VARIANTS:
         part = df[df["variant"] == (prefix.rstrip("_") or "cell")] if "variant" in df.columns else df.iloc[:0]
         if part.empty:
+            continue
+        if prefix == "all_" and "n_skipped_test" in part.columns and (part["n_skipped_test"] == 0).all():
+            lines += ["", f"### {heading}", "", "Every method scored every test row: the same numbers as above."]
             continue
         cols = COLUMNS + [k for k in BINARY if k in part.columns and part[k].notna().any()]
         cover = prefix in ("", "all_") and "n_scored" in part.columns
@@ -276,10 +281,11 @@ def format_markdown(experiment: str, run, df: pd.DataFrame, mcnemar: dict | None
                     timing: dict | None = None, notes=()) -> str:
     """The ``results.md`` text: provenance, notes, one table per variant, per-split scores, time."""
     tags, params = run.data.tags, run.data.params
+    roots = [str(Path(tags["data.root"]).parent)] if tags.get("data.root") else []  # the data sets' folder
     lines = [
         f"# {experiment}: results",
         "",
-        f"- Command: `{portable(tags.get('command', f'python -m hybridwbc.run +experiment={experiment}'))}` "
+        f"- Command: `{portable(tags.get('command', f'python -m hybridwbc.run +experiment={experiment}'), roots)}` "
         "(regenerate the tables: `make tables`)",
         f"- MLflow run: `{run.info.run_id}` (experiment `{experiment}`, store `mlflow.db`)",
         _data_line(tags, params),

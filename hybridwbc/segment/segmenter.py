@@ -63,8 +63,9 @@ __all__ = ["VERSION", "MODES", "MIN_SIDE", "CellMasks", "Segmentation", "Segment
 #: Version of the masks :func:`segment` returns. Featurizers that segment hash it into their
 #: cache keys, so bump it whenever a change alters any mask. 2: basophil granules are split
 #: from the nucleus; granule clusters sharing the ring join the cell. 3: a dark chromatin rim
-#: or crescent beside a lighter centre is not taken for granules.
-VERSION = 3
+#: or crescent beside a lighter centre is not taken for granules. 4: touching red cells are cut off the
+#: cytoplasm along narrow necks (``cytoplasm_method="split"``, the default).
+VERSION = 4
 
 #: Accepted values of the ``mode`` parameter.
 MODES = ("auto", "crop", "cutout", "field")

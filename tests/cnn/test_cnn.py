@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from hybridwbc.cnn.backbones import BACKBONES, validate_backbone
-from hybridwbc.cnn.estimators import CNNClassifier, EmbeddingClassifier, split_paths
+from hybridwbc.cnn.estimators import CNNClassifier, split_paths
+from hybridwbc.cnn.heads import EmbeddingClassifier
 from hybridwbc.errors import ConfigError, ImageReadError, WeightsUnavailableError
 
 TINY = dict(input_size=32, backbone_params={"depth": 2, "width": 8}, epochs=1, batch_size=8,
@@ -337,12 +338,14 @@ def test_recalibrate_batchnorm_averages_batch_statistics():
     bn = keras.layers.BatchNormalization(momentum=0.99)
     model = keras.Model(inp, bn(inp))
     rng = np.random.default_rng(0)
-    batches = [rng.normal(loc=k, scale=1.0 + k, size=(16, 4)).astype(np.float32) for k in range(3)]
-    assert recalibrate_batchnorm(model, batches) == 3
-    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(axis=0) for b in batches], axis=0), atol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(axis=0) for b in batches], axis=0),
-                               rtol=1e-4)
-    assert bn.momentum == 0.99
+    first = [rng.normal(loc=k, scale=1.0 + k, size=(16, 4)).astype(np.float32) for k in range(3)]
+    for batches in (first, [b * 2.0 + 1.0 for b in first[:2]]):  # the compiled pass, reused: sums start at 0
+        assert recalibrate_batchnorm(model, batches) == len(batches)
+        np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(axis=0) for b in batches], axis=0),
+                                   atol=1e-5)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(axis=0) for b in batches], axis=0),
+                                   rtol=1e-4)
+        assert bn.momentum == 0.99
 
 
 def test_each_compiled_step_is_traced_once_per_fit(data, tmp_path):
@@ -378,3 +381,14 @@ def test_validate_model_matches_keras_evaluate(data):
         theirs = model.evaluate(ds, verbose=0, return_dict=True)
     assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-4)
     assert ours["accuracy"] == pytest.approx(theirs["accuracy"])
+
+
+def test_a_trained_model_is_not_kept_alive_by_its_compiled_steps(data):
+    import gc
+    import weakref
+
+    est = CNNClassifier(**TINY).fit(_X(data["paths"]), data["y"])
+    ref = weakref.ref(est.model_)
+    del est
+    gc.collect()
+    assert ref() is None

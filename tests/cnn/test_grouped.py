@@ -15,7 +15,8 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
 from hybridwbc.cnn.embed import EmbeddingResult
-from hybridwbc.cnn.estimators import CNNClassifier, EmbeddingClassifier, split_paths
+from hybridwbc.cnn.estimators import CNNClassifier, split_paths
+from hybridwbc.cnn.heads import EmbeddingClassifier
 from hybridwbc.errors import ConfigError
 
 TINY = dict(input_size=32, backbone_params={"depth": 2, "width": 8}, epochs=1, batch_size=8,
@@ -141,3 +142,12 @@ def test_validation_split_with_fewer_subjects_than_folds():
     shas = np.array([f"h{i}" for i in range(36)])  # by content hash: 36 groups, stratified folds
     tr, va = validation_split(y, shas, 0.1, seed=0)
     assert len(va) == 4 and sorted(set(y[va].tolist())) == [0, 1]
+
+
+def test_embedding_classifier_keeps_its_old_import_path():
+    """Models pickled when EmbeddingClassifier lived in cnn.estimators still load (pickle looks it up there)."""
+    import hybridwbc.cnn.estimators as old
+
+    assert old.EmbeddingClassifier is EmbeddingClassifier
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        old.Nope  # noqa: B018

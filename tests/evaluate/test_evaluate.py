@@ -162,3 +162,18 @@ def test_domain_settings_are_a_schema():
     assert cfg.eval.domain.enabled and cfg.eval.domain.quantile == 0.99
     with pytest.raises(ConfigCompositionException, match="eval.domain.quantle"):
         compose_experiment("all_hem", ["eval.domain.quantle=0.9"])
+
+
+def test_comparison_refuses_methods_scored_on_different_splits(tmp_path):
+    from hybridwbc.errors import DataLayoutError
+    from hybridwbc.evaluate.compare import compare_methods
+
+    y = np.array(["a", "b"] * 3, dtype=object)
+    pa = Predictions(rows=np.arange(6), fold=np.zeros(6, int), y_true=y, y_pred=y, proba=np.full((6, 2), 0.5),
+                     classes=["a", "b"])
+    pb = Predictions(rows=np.arange(1, 7), fold=np.zeros(6, int), y_true=y, y_pred=y, proba=np.full((6, 2), 0.5),
+                     classes=["a", "b"])
+    results = {"m1": {"metrics": {"balanced_accuracy": 1.0}, "run_id": "1", "pred": pa},
+               "m2": {"metrics": {"balanced_accuracy": 0.9}, "run_id": "2", "pred": pb}}
+    with pytest.raises(DataLayoutError, match="'m1' and 'm2' were evaluated on different test rows"):
+        compare_methods(results, tmp_path)

@@ -113,7 +113,8 @@ def test_no_test_row_reaches_any_fit(cells, compose, tmp_path, monkeypatch):
 
     import hybridwbc.evaluate.protocol as protocol
     from hybridwbc.calibration import CalibratedModel
-    from hybridwbc.cnn.estimators import CNNClassifier, EmbeddingClassifier
+    from hybridwbc.cnn.estimators import CNNClassifier
+    from hybridwbc.cnn.heads import EmbeddingClassifier
     from hybridwbc.config import build_estimator
     from hybridwbc.models.cascade import CascadeClassifier
 

@@ -43,7 +43,7 @@ def test_tables_from_a_comparison_run(compose, tmp_path, monkeypatch):
     assert set(df["run_id"]) == {r["run_id"] for r in out["methods"].values()}
     assert set(df.loc[df["variant"] == "leaky", "ci_resampling"]) == {"cells (the leaky split ignores subjects)"}
     cell = df[df["variant"] == "cell"]
-    assert (cell["n_scored"] + (cell["n_test_rows"] - cell["n_scored"]) == cell["n_test_rows"]).all()
+    assert (cell["n_scored"] + cell["n_skipped_test"] == cell["n_test_rows"]).all()
     assert (cell["n_test_rows"] == 24).all()  # 5-fold CV: every row is a test row once
     assert {"sensitivity", "specificity", "roc_auc", "roc_auc_ci_low"} <= set(df.columns)
     row = df[df["method"] == "handcrafted_svm"].iloc[0]
@@ -101,3 +101,11 @@ def test_missing_experiment_is_one_clear_error(tmp_path, capsys):
     assert main(["all_hem", "--uri", uri, "--out", str(tmp_path)]) == 1
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hybridwbc:")]
     assert len(err) == 1 and err[0].startswith("hybridwbc: error: No finished MLflow run")
+
+
+def test_portable_rewrites_whole_path_components_only(tmp_path):
+    from hybridwbc.report.tables import portable
+
+    root = str(tmp_path / "main")
+    text = f"run tracking.uri=sqlite:///{root}/mlflow.db a={root}/x b={root}2/y c={root}"
+    assert portable(text, [root]) == f"run tracking.uri=sqlite:///mlflow.db a=./x b={root}2/y c=."
