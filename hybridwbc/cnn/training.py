@@ -113,7 +113,10 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
                 est.val_accuracy_ = validate_model(model, val_ds)["accuracy"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        _STEPS.pop(model, None)  # its compiled steps hold the model: drop them, or every trained CNN stays alive
+        # how often each compiled step was traced (once each), then drop the steps: they hold the model
+        est.tracing_counts_ = {name: int(f.experimental_get_tracing_count())
+                               for name, f in compiled_steps(model).items()}
+        _STEPS.pop(model, None)
     return val_ds is not None
 
 
