@@ -125,3 +125,32 @@ def folder_dataset(tmp_path):
         for i in range(12):
             _save_png(root / label / f"{label}_{i:02d}.png", draw_cell(rng, PROFILES[label], size=64).image)
     return root
+
+
+CHROMIUM = os.environ.get("HYBRIDWBC_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("HYBRIDWBC_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium driven by Selenium (Debian's chromium + chromium-driver; `.ci/run` installs them).
+
+    Skips with the reason when either binary is missing. The window is 1400x1000 so screenshots read.
+    """
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).is_file()]
+    if missing:
+        pytest.skip(f"headless browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(arg)
+    prefs = {"download.default_directory": str(tmp_path / "downloads"), "download.prompt_for_download": False}
+    options.add_experimental_option("prefs", prefs)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.download_dir = tmp_path / "downloads"
+    try:
+        yield driver
+    finally:
+        driver.quit()
