@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
-.PHONY: peers install run test test-fast lint package-check experiments ui check-data bench clean help tables table-wbc table-all-hem \
+.PHONY: scale sweep mlflow-server peers install run test test-fast lint package-check experiments ui check-data bench clean help tables table-wbc table-all-hem \
         table-all-pbs table-repeats $(EXPERIMENTS)
 
 help:
@@ -19,6 +19,9 @@ help:
 	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
 	@echo "make bench        run the benchmark scripts"
 	@echo "make peers        install the optional peers bench/peers.py compares against (cp_measure)"
+	@echo "make scale        install the optional extra 'scale' (PySpark, the PostgreSQL driver)"
+	@echo "make sweep        5 seeds x 2 methods of wbc5 in parallel (joblib launcher), then the seeds table"
+	@echo "make mlflow-server  an MLflow server on PostgreSQL at http://127.0.0.1:5000 (Ctrl-C stops it)"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -32,6 +35,24 @@ install: $(STAMP)
 # declares pillow<12, which would downgrade our pinned pillow; everything else they need is already pinned.
 peers: install
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt cp-measure centrosome mahotas deprecation
+
+# Scale-out extras (Spark batch scoring, the MLflow server's PostgreSQL driver); CI installs them.
+$(VENV)/.scale: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,scale]'
+	touch $@
+
+scale: $(VENV)/.scale
+
+# A ready sweep: seeds x methods in parallel processes (hydra-joblib-launcher; each job's inner workers capped
+# at cores / jobs), nested under one MLflow parent run; then the mean ± sd table experiments/wbc5/seeds.md.
+SWEEP_ARGS ?= +experiment=wbc5 seed=0,1,2,3,4 classifier=svm,cascade data.max_per_class=60
+sweep: install
+	$(BIN)/python -m hybridwbc.run -m $(SWEEP_ARGS) hydra/launcher=joblib hydra.launcher.n_jobs=2 progress=false
+	$(BIN)/python -m hybridwbc.tables --seeds wbc5
+
+# A shared tracking server: PostgreSQL (Debian's postgresql package) + `mlflow server`, on loopback.
+mlflow-server: scale
+	$(BIN)/python -m hybridwbc.scale.server --dir .mlflow-server --port 5000
 
 run: install
 	$(BIN)/python -m hybridwbc.run +experiment=all_hem

@@ -212,8 +212,8 @@ def enum_value(x):
 
 def config_hash(cfg) -> str:
     """A short hash of what determines a run's results: the resolved config without ``paths``,
-    ``tracking``, ``progress`` and ``notes``. ``make tables`` reruns an experiment when no finished run
-    has it (and the current :func:`code_version`)."""
+    ``tracking``, ``progress``, ``notes`` and every ``n_jobs``. ``make tables`` reruns an experiment when no
+    finished run has it (and the current :func:`code_version`)."""
     import hashlib
     import json
 
@@ -222,7 +222,17 @@ def config_hash(cfg) -> str:
     data = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
     for key in ("paths", "tracking", "progress", "hydra", "notes"):
         data.pop(key, None)
+    data = _drop_key(data, "n_jobs")
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _drop_key(data, key: str):
+    """``data`` (nested dicts and lists) without any ``key`` entry: worker counts never change a result."""
+    if isinstance(data, dict):
+        return {k: _drop_key(v, key) for k, v in data.items() if k != key}
+    if isinstance(data, list):
+        return [_drop_key(v, key) for v in data]
+    return data
 
 
 #: Package folders that render or serve results without changing them (left out of :func:`code_version`).

@@ -232,6 +232,13 @@ def main(cfg: DictConfig) -> float | None:
     choices = dict(hc.runtime.choices)
     experiment = choices.get("experiment") or "default"
     command = " ".join(["python -m hybridwbc.run", *hc.overrides.task])
+    from hybridwbc.scale.sweep import apply_budget, job_budget
+    from hybridwbc.serve.workers import available_cores
+
+    capped = apply_budget(cfg, job_budget(hc.mode, hc.get("launcher"), available_cores()))
+    if capped:
+        log.info("Sweep job %s: inner workers capped so parallel jobs share the cores: %s", hc.job.num,
+                 ", ".join(f"{k} {a}->{b}" for k, (a, b) in capped.items()))
     try:
         out = run_experiment(cfg, hc.runtime.output_dir, experiment, choices, command)
     except HybridWBCError as exc:

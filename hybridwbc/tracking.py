@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Tracker", "flatten"]
+__all__ = ["Tracker", "flatten", "ensure_experiment", "open_sweep", "close_sweep", "SWEEP_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -121,18 +121,13 @@ class Tracker:
             self.run_id = run.info.run_id
             mlflow.set_tag("parent_run_id", self._parent.run_id)
             return self
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(self.uri)
-        exp = mlflow.get_experiment_by_name(self.experiment)
-        if exp is None:
-            location = Path(self.artifact_root).resolve() / self.experiment
-            exp_id = mlflow.create_experiment(self.experiment, artifact_location=location.as_uri())
-        else:
-            exp_id = exp.experiment_id
+        exp_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
         self._experiment_id = exp_id
-        run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name)
+        sweep = sweep_context(self.experiment)
+        run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name, parent_run_id=sweep.get("parent"))
         self.run_id = run.info.run_id
+        if sweep:
+            mlflow.set_tags({"sweep.id": sweep["id"], "sweep.launcher": sweep["launcher"]})
         log.info("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.uri)
         return self
 
@@ -180,3 +175,95 @@ class Tracker:
             self._mlflow.log_artifacts(str(p), artifact_path=artifact_path)
         elif p.is_file():
             self._mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+
+#: Environment variable through which a sweep's launcher process tells its jobs (in other processes, on
+#: other machines under SLURM) the sweep id and each experiment's parent run: ``{"id", "launcher", "parents"}``.
+SWEEP_ENV = "HYBRIDWBC_SWEEP"
+
+
+def ensure_experiment(uri: str, name: str, artifact_root: str) -> str:
+    """The id of MLflow experiment ``name`` in store ``uri``, created (and the sqlite store with it) if absent.
+
+    A local store (sqlite, a folder) gets the artifact location ``<artifact_root>/<name>``; a tracking server
+    (``http(s)://``) keeps its own artifact root (``mlflow server --artifacts-destination``). Two processes
+    creating the same experiment at once both get its id.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    remote = uri.startswith(("http://", "https://"))
+    location = None if remote else (Path(artifact_root).resolve() / name).as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def sweep_context(experiment: str) -> dict:
+    """This job's sweep (:data:`SWEEP_ENV`): ``{"id", "launcher", "parent"}`` (the parent run of ``experiment``,
+    if the launcher opened one), or ``{}`` outside a sweep."""
+    import json
+
+    raw = os.environ.get(SWEEP_ENV)
+    if not raw:
+        return {}
+    info = json.loads(raw)
+    return {"id": info["id"], "launcher": info.get("launcher", ""), "parent": info.get("parents", {}).get(experiment)}
+
+
+def open_sweep(uri: str, artifact_root: str, experiments, sweep_id: str, launcher: str, command: str) -> dict:
+    """Before a sweep's jobs start: create the store and every experiment (parallel creation on sqlite races),
+    and one parent run per experiment that the jobs' runs nest under (the UI groups and compares them).
+
+    Returns the :data:`SWEEP_ENV` payload (also exported to the environment the jobs inherit).
+    """
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    parents = {}
+    for name in experiments:
+        exp_id = ensure_experiment(uri, name, artifact_root)
+        run = MlflowClient(uri).create_run(exp_id, run_name=f"{name} · sweep {sweep_id}", tags={
+            "sweep.id": sweep_id, "sweep.launcher": launcher, "role": "sweep", "experiment": name,
+            "command": command})
+        parents[name] = run.info.run_id
+    info = {"id": sweep_id, "launcher": launcher, "uri": uri, "parents": parents}
+    os.environ[SWEEP_ENV] = json.dumps(info)
+    log.info("Sweep %s: parent run(s) %s in %s", sweep_id, parents, uri)
+    return info
+
+
+def close_sweep(info: dict, status: str = "FINISHED") -> dict:
+    """End a sweep's parent runs with ``status``, logging how many of their jobs' runs finished and failed.
+
+    Returns ``{experiment: {"FINISHED": n, "FAILED": m, ...}}``.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(info["uri"])
+    counts = {}
+    for name, parent in info.get("parents", {}).items():
+        run = client.get_run(parent)
+        children = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'",
+                                      max_results=5000)
+        n = {}
+        for c in children:
+            n[c.info.status] = n.get(c.info.status, 0) + 1
+        counts[name] = n
+        for state, k in n.items():
+            client.log_metric(parent, f"runs_{state.lower()}", k)
+        ok = status == "FINISHED" and not n.get("FAILED")
+        client.set_terminated(parent, status="FINISHED" if ok else "FAILED")
+    os.environ.pop(SWEEP_ENV, None)
+    return counts

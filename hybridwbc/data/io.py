@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Union
@@ -105,7 +106,8 @@ def read_image(source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise ImageReadError(
-            f"Cannot read image {name!r}: it is not a decodable JPEG/PNG/BMP/TIFF ({exc}). "
+            f"Cannot read image {name!r}: it is not a decodable JPEG/PNG/BMP/TIFF "
+            f"({re.sub(r' at 0x[0-9a-f]+', '', str(exc))}). "
             "Remove or replace the file."
         ) from exc
     return _to_rgb_uint8(im, name)

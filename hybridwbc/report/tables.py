@@ -1,6 +1,7 @@
 """Result tables written from the MLflow store.
 
     python -m hybridwbc.tables <experiment> [<experiment> ...] [--ensure] [--timing] [--uri URI] [--out experiments]
+    python -m hybridwbc.tables --seeds <experiment> [--sweep <id>]   (mean ± sd over a sweep's seeds, report/seeds.py)
 
 For each experiment, the latest finished top-level run *of the current identity* is read: its
 ``config_hash`` (the resolved config without paths and tracking), ``code_version`` (the package's code
@@ -31,7 +32,8 @@ import pandas as pd
 
 from hybridwbc.cli import print_error, run_cli
 
-__all__ = ["latest_run", "current_identity", "tabled_run", "collect_rows", "run_timing", "portable", "format_markdown",
+__all__ = ["store_client", "method_runs", "method_name", "latest_run", "current_identity", "tabled_run", "collect_rows",
+           "run_timing", "portable", "format_markdown",
            "write_tables", "write_timing", "main"]
 
 COLUMNS = ["accuracy", "balanced_accuracy", "f1_weighted", "f1_macro"]
@@ -45,7 +47,7 @@ VARIANTS = [("", "", "Per cell, on the test rows each method scored"),
 COVERAGE = ["n_test_rows", "n_scored", "n_skipped_test"]
 
 
-def _client(uri: str):
+def store_client(uri: str):
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -115,7 +117,7 @@ def collect_rows(client, run) -> pd.DataFrame:
     """One row per method and reported variant of a run: metrics, CIs, what the CI resampled, coverage,
     per-split scores and run ids (the ``results.csv`` table)."""
     rows = []
-    for name, r in ((_method_name(r), r) for r in _children(client, run)):
+    for name, r in ((method_name(r), r) for r in method_runs(client, run)):
         m, tags = r.data.metrics, r.data.tags
         for order, (prefix, suffix, _) in enumerate(VARIANTS):
             if f"{prefix}accuracy" not in m:
@@ -140,12 +142,12 @@ def collect_rows(client, run) -> pd.DataFrame:
     return df
 
 
-def _method_name(run) -> str:
+def method_name(run) -> str:
     """A method's name: the ``method`` param of a comparison's child, else the classifier's name."""
     return run.data.params.get("method", run.data.params.get("classifier.name", run.info.run_name or "method"))
 
 
-def _children(client, run) -> list:
+def method_runs(client, run) -> list:
     """The runs that hold a run's methods: its nested runs if it is a comparison, else itself."""
     if run.data.tags.get("role") != "comparison":
         return [run]
@@ -173,9 +175,9 @@ def run_timing(client, run) -> dict:
     m = run.data.metrics
     wall = (run.info.end_time - run.info.start_time) / 1000.0 if run.info.end_time else float("nan")
     methods = {}
-    for child in _children(client, run):
+    for child in method_runs(client, run):
         cm = child.data.metrics
-        methods[_method_name(child)] = {
+        methods[method_name(child)] = {
             "train_predict": sum(cm.get(k, 0.0) for k in ("fit_predict_s", "leaky_fit_predict_s", "refit_s")),
             "cnn_training": cm.get("cnn_fit_s", 0.0), "evaluation": cm.get("eval_s", 0.0)}
         m = {**cm, **m}
@@ -327,7 +329,7 @@ def write_tables(experiment: str, uri: str, out: str | os.PathLike, overrides=()
     """
     from hybridwbc.config import compose_experiment
 
-    client = _client(uri)
+    client = store_client(uri)
     run = tabled_run(client, experiment, uri, overrides, allow_synthetic)
     df = collect_rows(client, run)
     folder = Path(out) / experiment
@@ -347,7 +349,7 @@ def write_timing(experiments, uri: str, out: str | os.PathLike, overrides=(), al
     DataLayoutError
         If the store holds no finished run of one of the experiments' current identity.
     """
-    client = _client(uri)
+    client = store_client(uri)
     keys = ["wall", "data", "features", "train_predict", "cnn_training", "evaluation", "other"]
     lines = ["# Where the time of `make tables` goes", "",
              "Minutes per experiment, from the metrics each MLflow run logged (written by "
@@ -382,14 +384,24 @@ def main(argv=None) -> int:
                         help="a config override the tabled runs were (or --ensure runs them) made with")
     parser.add_argument("--allow-synthetic", action="store_true",
                         help="table runs on the built-in synthetic data (demos and tests only; never publish)")
+    parser.add_argument("--seeds", action="store_true",
+                        help="write <out>/<experiment>/seeds.md (mean ± sd over a sweep's seeds) instead")
+    parser.add_argument("--sweep", default=None, help="with --seeds: the sweep id (default: the latest sweep)")
     args = parser.parse_args(argv)
     return run_cli(lambda: _write(args))
 
 
 def _write(args) -> int:
+    if args.seeds:
+        from hybridwbc.report.seeds import write_seeds
+
+        for name in args.experiments:
+            print(f"hybridwbc: wrote {write_seeds(name, args.uri, args.out, args.sweep)}", flush=True)
+        return 0
     for name in args.experiments:
         ident = current_identity(name, args.overrides)
-        if args.ensure and latest_run(_client(args.uri), name, **ident, real_only=not args.allow_synthetic) is None:
+        client = store_client(args.uri)
+        if args.ensure and latest_run(client, name, **ident, real_only=not args.allow_synthetic) is None:
             print(f"hybridwbc: no finished run of {name!r} with its current config and code: running it", flush=True)
             try:
                 subprocess.run([sys.executable, "-m", "hybridwbc.run", f"+experiment={name}",

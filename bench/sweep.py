@@ -1,0 +1,91 @@
+"""Sweep wall time: the joblib launcher against the same sweep run sequentially, in one command.
+
+Runs ``python -m hybridwbc.run -m +experiment=<experiment> seed=0..k-1 classifier=<methods>`` twice into
+one fresh MLflow store: first with Hydra's basic (sequential) launcher, then with
+``hydra/launcher=joblib hydra.launcher.n_jobs=<jobs>`` (loky processes; each job's inner workers are
+capped at cores // jobs, see ``hybridwbc/scale/sweep.py``). The two sweeps run the same jobs on the
+same cached features (a warm-up run fills the feature cache first, so neither pays for it), and
+their seeds tables (mean ± sd per method) must agree. The last line is JSON with ``speedup``
+(sequential / parallel wall time), ``runs_finished`` (jobs of the parallel sweep that finished),
+``identical`` (the two sweeps' per-run balanced accuracies agree) and the settings.
+
+Usage::
+
+    python bench/sweep.py [--experiment wbc5] [--seeds 5] [--methods svm,cascade] [--max-per-class 30]
+                          [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def sweep(store: Path, args, launcher: list[str]) -> float:
+    cmd = [sys.executable, "-m", "hybridwbc.run", "-m", f"+experiment={args.experiment}",
+           "seed=" + ",".join(map(str, range(args.seeds))), f"classifier={args.methods}",
+           f"data.max_per_class={args.max_per_class}", "progress=false", "tracking.log_pyfunc=false",
+           f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_root={store}/mlartifacts",
+           f"hydra.sweep.dir={store}/multirun/{launcher[0] if launcher else 'basic'}", *launcher]
+    t = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if done.returncode:
+        sys.exit(f"sweep failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+    return wall
+
+
+def per_run_scores(store: Path, experiment: str) -> dict:
+    """{sweep id: {(method, seed): balanced accuracy}} of the store's finished sweep jobs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    out: dict = {}
+    for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=5000):
+        if r.data.tags.get("role") == "sweep" or "sweep.id" not in r.data.tags:
+            continue
+        key = (r.data.params.get("classifier.name"), r.data.params.get("seed"))
+        out.setdefault(r.data.tags["sweep.id"], {})[key] = r.data.metrics.get("balanced_accuracy")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--experiment", default="wbc5")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--methods", default="svm,cascade")
+    ap.add_argument("--max-per-class", type=int, default=30)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hybridwbc-bench-sweep-") as tmp:
+        store = Path(tmp)
+        warm = argparse.Namespace(**{**vars(args), "seeds": 1, "methods": args.methods.split(",")[0]})
+        sweep(store / "warm", warm, [])  # fills the shared feature cache
+        sequential = sweep(store, args, [])
+        parallel = sweep(store, args, ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"])
+        scores = per_run_scores(store, args.experiment)
+        runs = sorted(scores.items())  # sweep ids sort by start time: sequential first
+        seq, par = runs[0][1], runs[-1][1]
+        identical = set(seq) == set(par) and all(abs(seq[k] - par[k]) < 1e-12 for k in seq)
+        n_jobs = args.seeds * len(args.methods.split(","))
+        print(f"sequential {sequential:.1f} s, joblib x{args.jobs} {parallel:.1f} s for {n_jobs} jobs; "
+              f"finished {len(par)} of {n_jobs}; per-run scores identical: {identical}", flush=True)
+    print(json.dumps({"speedup": round(sequential / parallel, 3), "runs_finished": len(par), "jobs": n_jobs,
+                      "sequential_s": round(sequential, 1), "parallel_s": round(parallel, 1),
+                      "identical": identical, "n_jobs": args.jobs, "cores": os.cpu_count(),
+                      "experiment": args.experiment, "methods": args.methods, "seeds": args.seeds,
+                      "max_per_class": args.max_per_class}))
+
+
+if __name__ == "__main__":
+    main()
