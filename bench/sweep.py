@@ -6,7 +6,8 @@ one fresh MLflow store: first with Hydra's basic (sequential) launcher, then wit
 capped at cores // jobs, see ``hybridwbc/scale/sweep.py``). The two sweeps run the same jobs on the
 same cached features (a warm-up run fills the feature cache first, so neither pays for it), and
 their seeds tables (mean ± sd per method) must agree. The last line is JSON with ``speedup``
-(sequential / parallel wall time), ``runs_finished`` (jobs of the parallel sweep that finished),
+(sequential / parallel wall time, medians over ``--repeats`` pairs run in alternating order),
+``runs_finished`` (jobs of the parallel sweep that finished),
 ``identical`` (the two sweeps' per-run balanced accuracies agree) and the settings.
 
 Usage::
@@ -26,16 +27,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def sweep(store: Path, args, launcher: list[str]) -> float:
+def sweep(store: Path, args, name: str, launcher: list[str]) -> float:
     cmd = [sys.executable, "-m", "hybridwbc.run", "-m", f"+experiment={args.experiment}",
            "seed=" + ",".join(map(str, range(args.seeds))), f"classifier={args.methods}",
            f"data.max_per_class={args.max_per_class}", "progress=false", "tracking.log_pyfunc=false",
            f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_root={store}/mlartifacts",
-           f"hydra.sweep.dir={store}/multirun/{launcher[0] if launcher else 'basic'}", *launcher]
+           f"hydra.sweep.dir={store}/multirun/{name}", *launcher]
     t = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -45,7 +48,7 @@ def sweep(store: Path, args, launcher: list[str]) -> float:
 
 
 def per_run_scores(store: Path, experiment: str) -> dict:
-    """{sweep id: {(method, seed): balanced accuracy}} of the store's finished sweep jobs."""
+    """{launcher: {(method, seed): balanced accuracy}} of the store's finished sweep jobs."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
@@ -55,7 +58,7 @@ def per_run_scores(store: Path, experiment: str) -> dict:
         if r.data.tags.get("role") == "sweep" or "sweep.id" not in r.data.tags:
             continue
         key = (r.data.params.get("classifier.name"), r.data.params.get("seed"))
-        out.setdefault(r.data.tags["sweep.id"], {})[key] = r.data.metrics.get("balanced_accuracy")
+        out.setdefault(r.data.tags["sweep.launcher"], {})[key] = r.data.metrics.get("balanced_accuracy")
     return out
 
 
@@ -66,25 +69,30 @@ def main() -> None:
     ap.add_argument("--methods", default="svm,cascade")
     ap.add_argument("--max-per-class", type=int, default=30)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="pairs of sweeps, the order alternating; medians")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hybridwbc-bench-sweep-") as tmp:
         store = Path(tmp)
         warm = argparse.Namespace(**{**vars(args), "seeds": 1, "methods": args.methods.split(",")[0]})
-        sweep(store / "warm", warm, [])  # fills the shared feature cache
-        sequential = sweep(store, args, [])
-        parallel = sweep(store, args, ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"])
-        scores = per_run_scores(store, args.experiment)
-        runs = sorted(scores.items())  # sweep ids sort by start time: sequential first
-        seq, par = runs[0][1], runs[-1][1]
+        sweep(store / "warm", warm, "warm", [])  # fills the shared feature cache
+        walls: dict = {"sequential": [], "joblib": []}
+        launchers = {"sequential": [], "joblib": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]}
+        for i in range(args.repeats):  # alternate the order so a change in machine load hits both alike
+            for name in (("sequential", "joblib") if i % 2 == 0 else ("joblib", "sequential")):
+                walls[name].append(sweep(store / f"r{i}", args, name, launchers[name]))
+        sequential, parallel = (float(np.median(walls[k])) for k in ("sequential", "joblib"))
+        scores = per_run_scores(store / "r0", args.experiment)
+        seq, par = scores.get("BasicLauncher", {}), scores.get("JoblibLauncher", {})
         identical = set(seq) == set(par) and all(abs(seq[k] - par[k]) < 1e-12 for k in seq)
         n_jobs = args.seeds * len(args.methods.split(","))
+        print(f"walls {walls}", flush=True)
         print(f"sequential {sequential:.1f} s, joblib x{args.jobs} {parallel:.1f} s for {n_jobs} jobs; "
               f"finished {len(par)} of {n_jobs}; per-run scores identical: {identical}", flush=True)
     print(json.dumps({"speedup": round(sequential / parallel, 3), "runs_finished": len(par), "jobs": n_jobs,
                       "sequential_s": round(sequential, 1), "parallel_s": round(parallel, 1),
                       "identical": identical, "n_jobs": args.jobs, "cores": os.cpu_count(),
                       "experiment": args.experiment, "methods": args.methods, "seeds": args.seeds,
-                      "max_per_class": args.max_per_class}))
+                      "max_per_class": args.max_per_class, "repeats": args.repeats}))
 
 
 if __name__ == "__main__":
