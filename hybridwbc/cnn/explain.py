@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["CamResult", "cam_path", "grad_cam", "explain_images", "explain_paths", "randomised_copy",
-           "randomisation_check", "RandomisationResult", "mass_share"]
+           "randomisation_check", "RandomisationResult"]
 
 
 @dataclass
@@ -328,23 +328,3 @@ def randomisation_check(explainer: Callable, model, images, n_layers: int = 2, t
     rho = np.asarray(rho, float)
     passed = bool(len(rho) and np.all(np.isfinite(rho)) and rho.mean() < threshold)
     return RandomisationResult(rho=rho, threshold=float(threshold), passed=passed)
-
-
-def mass_share(heat: np.ndarray, region: np.ndarray) -> float:
-    """Share of a heat map's mass inside a region: ``sum(heat[region]) / sum(heat)`` (NaN for an all-zero map).
-
-    Parameters
-    ----------
-    heat : ndarray of shape (H, W), float, non-negative
-    region : ndarray of shape (H, W), bool
-
-    Raises
-    ------
-    ValueError
-        If the shapes differ.
-    """
-    heat, region = np.asarray(heat, np.float64), np.asarray(region, bool)
-    if heat.shape != region.shape:
-        raise ValueError(f"Heat map {heat.shape} and region {region.shape} must have the same shape.")
-    total = heat.sum()
-    return float(heat[region].sum() / total) if total > 0 else float("nan")

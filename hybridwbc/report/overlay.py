@@ -15,7 +15,7 @@ import numpy as np
 
 from hybridwbc.segment.colour import as_rgb_uint8
 
-__all__ = ["NUCLEUS_COLOUR", "CYTOPLASM_COLOUR", "draw_overlay", "overlay_grid", "heatmap_overlay"]
+__all__ = ["NUCLEUS_COLOUR", "CYTOPLASM_COLOUR", "draw_overlay", "overlay_grid", "heatmap_overlay", "mass_share"]
 
 #: Outline colour of the nucleus (RGB): yellow.
 NUCLEUS_COLOUR = (255, 230, 0)
@@ -105,6 +105,26 @@ def heatmap_overlay(
     a = (float(alpha) * heat)[..., None]
     blended = np.rint((1.0 - a) * rgb + a * colour).clip(0, 255).astype(np.uint8)
     return draw_overlay(blended, nucleus, cytoplasm)
+
+
+def mass_share(heat: np.ndarray, region: np.ndarray) -> float:
+    """Share of a heat map's mass inside a region: ``sum(heat[region]) / sum(heat)`` (NaN for an all-zero map).
+
+    Parameters
+    ----------
+    heat : ndarray of shape (H, W), float, non-negative
+    region : ndarray of shape (H, W), bool
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
+    heat, region = np.asarray(heat, np.float64), np.asarray(region, bool)
+    if heat.shape != region.shape:
+        raise ValueError(f"Heat map {heat.shape} and region {region.shape} must have the same shape.")
+    total = heat.sum()
+    return float(heat[region].sum() / total) if total > 0 else float("nan")
 
 
 def overlay_grid(

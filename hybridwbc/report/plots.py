@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["pyplot", "save_figure", "confusion_matrix_png", "roc_png", "error_gallery_png"]
+__all__ = ["pyplot", "save_figure", "confusion_matrix_png", "roc_png", "error_gallery_png", "family_importance_png"]
 
 
 def pyplot():
@@ -127,4 +127,38 @@ def error_gallery_png(paths, y_true, y_pred, confidence, path, title: str = "", 
             ax.text(0.5, 0.5, "unreadable", ha="center")
         ax.set_title(f"{t} -> {pr} ({c:.2f})", fontsize=7)
     fig.suptitle(title or "most confident errors", fontsize=9)
+    return save_figure(fig, path)
+
+
+def family_importance_png(table, path, title: str = "") -> Path | None:
+    """Bars of each feature family's permutation importance with their intervals, one panel per stage.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`hybridwbc.evaluate.importance.family_importance`'s table (``stage``, ``family``,
+        ``drop_mean``, ``drop_lo``, ``drop_hi``).
+    path : path-like
+        Output PNG.
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``None`` for an empty table.
+    """
+    if len(table) == 0:
+        return None
+    plt = pyplot()
+    stages = list(dict.fromkeys(table["stage"]))
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 0.45 * table.groupby("stage").size().max()
+                                                       + 1.4), dpi=100, squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        t = table[table["stage"] == stage].iloc[::-1]
+        err = np.vstack([t["drop_mean"] - t["drop_lo"], t["drop_hi"] - t["drop_mean"]]).clip(min=0)
+        ax.barh(t["family"], t["drop_mean"], xerr=err, color="#4c72b0", capsize=3)
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_title(stage, fontsize=9)
+        ax.set_xlabel("drop in balanced accuracy", fontsize=8)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(title or "permutation importance by feature family (held-out rows)", fontsize=9)
     return save_figure(fig, path)

@@ -19,11 +19,11 @@ from hybridwbc.cnn.explain import (
     explain_images,
     explain_paths,
     grad_cam,
-    mass_share,
     randomisation_check,
     randomised_copy,
 )
 from hybridwbc.data.synthetic import CellProfile, draw_cell
+from hybridwbc.report.overlay import mass_share
 
 #: Identical cells but for the nucleus colour: the class is decided inside the nucleus.
 PROFILES = {"purple": CellProfile(0.30, 0.7, "round", 1, (90, 40, 140), (200, 180, 200)),

@@ -1,0 +1,154 @@
+"""Explanation artifacts of one method's evaluation: what the CNN looked at, which feature families count.
+
+* **Grad-CAM gallery** (a method holding a trained CNN): per class, the most confident correct and the
+  most confident wrong held-out cells, each explained by the CNN *of the split that predicted it*
+  (never a model that trained on the cell), for the class the method predicted (the CNN's own
+  prediction where the CNN does not know that class). The heat map is drawn over the image with the
+  segmentation outline (nucleus yellow, cell green). ``gradcam_gallery.png`` and
+  ``gradcam_gallery.csv`` (path, classes, confidence, the share of heat inside the nucleus and the cell).
+* **Feature families** (a method reading handcrafted features, or a cascade): permutation importance
+  by family on held-out rows (:mod:`hybridwbc.evaluate.importance`): ``family_importance.csv``,
+  ``family_importance.md`` and ``family_importance.png``.
+
+The CNN is reached through :func:`hybridwbc.models.parts.trained_cnn` and its ``explain`` method, so
+this module imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybridwbc.models.parts import trained_cnn
+
+__all__ = ["gallery_rows", "cnn_gallery", "write_family_importance", "write_explanations", "FILES"]
+
+log = logging.getLogger("hybridwbc")
+
+#: Files this module may write into a method's folder.
+FILES = ("gradcam_gallery.png", "gradcam_gallery.csv", "family_importance.csv", "family_importance.md",
+         "family_importance.png")
+
+
+def gallery_rows(pred, n_per_class: int) -> list[tuple[int, str]]:
+    """``(position in pred, "correct" | "wrong")``: per true class, the ``n_per_class`` most confident correct
+    and most confident wrong predictions, classes in ``pred.classes`` order."""
+    out = []
+    conf = pred.proba.max(axis=1)
+    for c in pred.classes:
+        for kind, mask in (("correct", (pred.y_true == c) & (pred.y_pred == c)),
+                           ("wrong", (pred.y_true == c) & (pred.y_pred != c))):
+            pos = np.flatnonzero(mask)
+            out += [(int(p), kind) for p in pos[np.argsort(-conf[pos], kind="stable")[:int(n_per_class)]]]
+    return out
+
+
+def _masks(segment, image):
+    """Nucleus and cell masks of the primary cell, or ``(None, None)`` (no segmenter, no cell found)."""
+    from hybridwbc.errors import HybridWBCError
+
+    if segment is None:
+        return None, None
+    try:
+        cell = segment(image).primary
+    except HybridWBCError:
+        return None, None
+    return cell.nucleus, cell.cytoplasm
+
+
+def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int = 2, segment=None) -> Path | None:
+    """Write ``gradcam_gallery.png`` and ``.csv`` for the held-out cells of :func:`gallery_rows`.
+
+    Parameters
+    ----------
+    paths : ndarray of shape (n,), str
+        Image path of every row of the table ``pred.rows`` indexes.
+    pred : Predictions
+    fitted : list of fitted estimators, one per split (``pred.fold`` indexes it)
+    out_dir : path-like
+    title : str
+    n_per_class : int, default 2
+    segment : callable ``image -> Segmentation``, optional
+        For the outlines (the run's featurizer's ``segment``).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The PNG, or ``None`` when no split's model holds a trained CNN or there is nothing to show.
+    """
+    from hybridwbc.data.io import read_image
+    from hybridwbc.errors import HybridWBCError
+    from hybridwbc.report.overlay import heatmap_overlay, mass_share, overlay_grid
+
+    chosen = gallery_rows(pred, n_per_class)
+    if not chosen or trained_cnn(fitted[0]) is None:
+        return None
+    items, records = [], []
+    for pos, kind in chosen:
+        cnn = trained_cnn(fitted[int(pred.fold[pos])])
+        path, truth, said = str(paths[pred.rows[pos]]), str(pred.y_true[pos]), str(pred.y_pred[pos])
+        try:
+            image = read_image(path)
+        except HybridWBCError as exc:
+            log.warning("Grad-CAM gallery: %s", exc)
+            continue
+        target = said if said in {str(c) for c in cnn.classes_} else None
+        res = cnn.explain([image], target)
+        heat, explained = res.maps[0], str(cnn.classes_[res.target[0]])
+        nucleus, cytoplasm = _masks(segment, image)
+        items.append((heatmap_overlay(image, heat), nucleus, cytoplasm,
+                      f"{kind}: {truth} -> {said} ({pred.proba[pos].max():.2f})\nheat for {explained}"))
+        records.append({"path": path, "label": truth, "predicted": said, "kind": kind,
+                        "confidence": float(pred.proba[pos].max()), "fold": int(pred.fold[pos]),
+                        "explained_class": explained,
+                        "heat_in_nucleus": mass_share(heat, nucleus) if nucleus is not None else np.nan,
+                        "heat_in_cell": (mass_share(heat, nucleus | cytoplasm) if nucleus is not None else np.nan)})
+    if not items:
+        return None
+    out_dir = Path(out_dir)
+    pd.DataFrame(records).to_csv(out_dir / "gradcam_gallery.csv", index=False)
+    return Path(overlay_grid(items, out_dir / "gradcam_gallery.png", ncols=2 * int(n_per_class), tile=2.4,
+                             title=f"{title}: Grad-CAM, held-out cells (nucleus yellow, cell green)"))
+
+
+def write_family_importance(fitted: list, splits: list, X, y, names, usable, out_dir, title: str,
+                            n_repeats: int = 10, seed: int = 0, whole: bool = True) -> pd.DataFrame | None:
+    """Permutation importance by feature family on held-out rows, written as CSV, Markdown and a bar chart;
+    ``None`` (nothing written) when no stage reads a feature family."""
+    from hybridwbc.evaluate.importance import family_importance, importance_markdown
+    from hybridwbc.report.plots import family_importance_png
+
+    table = family_importance(fitted, splits, X, y, names, usable, n_repeats=n_repeats, seed=seed, whole=whole)
+    if table.empty:
+        return None
+    out_dir = Path(out_dir)
+    table.to_csv(out_dir / "family_importance.csv", index=False)
+    (out_dir / "family_importance.md").write_text(importance_markdown(table, title))
+    family_importance_png(table, out_dir / "family_importance.png", f"{title}: permutation importance by family")
+    return table
+
+
+def write_explanations(data, input_kind: str, pred, splits: list, fitted: list, X, names, usable, out_dir,
+                       title: str) -> dict:
+    """The explanation artifacts a method's evaluation writes (settings: ``eval.explain``); returns metrics
+    (``importance.<stage>.<family>``: mean drops)."""
+    settings = data.cfg.eval.get("explain")
+    if settings is None or not settings.enabled:
+        return {}
+    cnn_gallery(data.kept["path"].to_numpy(), pred, fitted, out_dir, title, int(settings.gallery_per_class),
+                data.segment)
+    if names is None or not any(str(n) != "path" and "__" in str(n) for n in names):
+        return {}
+    from hybridwbc.models.cascade import CascadeClassifier
+
+    whole = input_kind == "features"
+    if not whole and not isinstance(fitted[0], CascadeClassifier):
+        return {}  # predicting would run the CNN once per permutation; a cascade's stages are scored directly
+    table = write_family_importance(fitted, splits, X, data.y, names, usable, out_dir, title,
+                                    n_repeats=int(settings.importance_repeats), seed=int(data.cfg.seed), whole=whole)
+    if table is None:
+        return {}
+    return {f"importance.{r.stage}.{r.family}": float(r.drop_mean) for r in table.itertuples(index=False)}
