@@ -46,19 +46,6 @@ def gallery_rows(pred, n_per_class: int) -> list[tuple[int, str]]:
     return out
 
 
-def _masks(segment, image):
-    """Nucleus and cell masks of the primary cell, or ``(None, None)`` (no segmenter, no cell found)."""
-    from hybridwbc.errors import HybridWBCError
-
-    if segment is None:
-        return None, None
-    try:
-        cell = segment(image).primary
-    except HybridWBCError:
-        return None, None
-    return cell.nucleus, cell.cytoplasm
-
-
 def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int = 2, segment=None) -> Path | None:
     """Write ``gradcam_gallery.png`` and ``.csv`` for the held-out cells of :func:`gallery_rows`.
 
@@ -81,7 +68,7 @@ def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int
     """
     from hybridwbc.data.io import read_image
     from hybridwbc.errors import HybridWBCError
-    from hybridwbc.report.overlay import heatmap_overlay, mass_share, overlay_grid
+    from hybridwbc.report.overlay import heatmap_overlay, mass_share, overlay_grid, primary_masks
 
     chosen = gallery_rows(pred, n_per_class)
     if not chosen or trained_cnn(fitted[0]) is None:
@@ -98,7 +85,7 @@ def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int
         target = said if said in {str(c) for c in cnn.classes_} else None
         res = cnn.explain([image], target)
         heat, explained = res.maps[0], str(cnn.classes_[res.target[0]])
-        nucleus, cytoplasm = _masks(segment, image)
+        nucleus, cytoplasm = primary_masks(segment, image)
         items.append((heatmap_overlay(image, heat), nucleus, cytoplasm,
                       f"{kind}: {truth} -> {said} ({pred.proba[pos].max():.2f})\nheat for {explained}"))
         records.append({"path": path, "label": truth, "predicted": said, "kind": kind,

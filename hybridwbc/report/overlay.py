@@ -15,7 +15,8 @@ import numpy as np
 
 from hybridwbc.segment.colour import as_rgb_uint8
 
-__all__ = ["NUCLEUS_COLOUR", "CYTOPLASM_COLOUR", "draw_overlay", "overlay_grid", "heatmap_overlay", "mass_share"]
+__all__ = ["NUCLEUS_COLOUR", "CYTOPLASM_COLOUR", "draw_overlay", "overlay_grid", "heatmap_overlay", "mass_share",
+           "primary_masks"]
 
 #: Outline colour of the nucleus (RGB): yellow.
 NUCLEUS_COLOUR = (255, 230, 0)
@@ -125,6 +126,20 @@ def mass_share(heat: np.ndarray, region: np.ndarray) -> float:
         raise ValueError(f"Heat map {heat.shape} and region {region.shape} must have the same shape.")
     total = heat.sum()
     return float(heat[region].sum() / total) if total > 0 else float("nan")
+
+
+def primary_masks(segment, image) -> tuple:
+    """``(nucleus, cytoplasm)`` masks of the primary cell ``segment(image)`` finds, or ``(None, None)`` where
+    there is no segmenter (``segment`` None) or no cell was found (a :class:`~hybridwbc.errors.HybridWBCError`)."""
+    from hybridwbc.errors import HybridWBCError
+
+    if segment is None:
+        return None, None
+    try:
+        cell = segment(image).primary
+    except HybridWBCError:
+        return None, None
+    return cell.nucleus, cell.cytoplasm
 
 
 def overlay_grid(
