@@ -9,6 +9,10 @@
 * **Feature families** (a method reading handcrafted features, or a cascade): permutation importance
   by family on held-out rows (:mod:`hybridwbc.evaluate.importance`): ``family_importance.csv``,
   ``family_importance.md`` and ``family_importance.png``.
+* **Per-cell contributions** (a random forest on handcrafted features, alone or as a cascade's stage 2):
+  SHAP's tree explainer (the optional ``explain`` extra, ``shap``) on the cells of the error gallery,
+  each explained by the forest of the split that predicted it, summed per feature family (SHAP values
+  add up) for the predicted class, plus the five largest single contributions: ``shap_errors.csv``.
 
 The CNN is reached through :func:`hybridwbc.models.parts.trained_cnn` and its ``explain`` method, so
 this module imports no TensorFlow.
@@ -24,13 +28,14 @@ import pandas as pd
 
 from hybridwbc.models.parts import trained_cnn
 
-__all__ = ["gallery_rows", "cnn_gallery", "write_family_importance", "write_explanations", "FILES"]
+__all__ = ["gallery_rows", "cnn_gallery", "write_family_importance", "forest_view", "shap_errors",
+           "write_explanations", "FILES"]
 
 log = logging.getLogger("hybridwbc")
 
 #: Files this module may write into a method's folder.
 FILES = ("gradcam_gallery.png", "gradcam_gallery.csv", "family_importance.csv", "family_importance.md",
-         "family_importance.png")
+         "family_importance.png", "shap_errors.csv")
 
 
 def gallery_rows(pred, n_per_class: int) -> list[tuple[int, str]]:
@@ -118,6 +123,63 @@ def write_family_importance(fitted: list, splits: list, X, y, names, usable, out
     return table
 
 
+def forest_view(est, X, y, names) -> tuple | None:
+    """``(forest, X_forest, column names, rows)``: the random forest inside ``est`` that decides the rows ``X``
+    (``est`` itself, or a cascade's stage 2 on the rows of its classes), what it sees of them, and which rows
+    (bool mask); ``None`` without a forest on named feature columns."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from hybridwbc.models.cascade import CascadeClassifier
+
+    if isinstance(est, RandomForestClassifier):
+        return est, np.asarray(X, dtype=np.float64), list(names), np.ones(len(X), bool)
+    if isinstance(est, CascadeClassifier) and isinstance(getattr(est, "stage2_", None), RandomForestClassifier):
+        base = np.array([str(v).split(":", 1)[0] for v in y], dtype=object)
+        rows = np.isin(base, est.rest_)
+        for stage, model, xs, _, cols in est.stage_views(X, y):
+            if stage == "stage2" and not any(str(c).startswith("embedding__") for c in cols):
+                return model, np.asarray(xs, dtype=np.float64), list(cols), rows
+    return None
+
+
+def shap_errors(data, pred, fitted: list, X, names, out_dir) -> Path | None:
+    """``shap_errors.csv``: SHAP tree-explainer contributions for the error gallery's cells (see the module
+    docstring); ``None`` when no forest decides them or ``shap`` is not installed (logged)."""
+    from hybridwbc.evaluate.importance import family_of
+    from hybridwbc.evaluate.metrics import most_confident_errors
+
+    worst = most_confident_errors(pred, int(data.cfg.eval.n_error_gallery))
+    records = []
+    for pos in worst:
+        row = int(pred.rows[pos])
+        view = forest_view(fitted[int(pred.fold[pos])], X[[row]], data.y[[row]], names)
+        if view is None or not view[3][0]:
+            continue
+        try:
+            import shap
+        except ImportError:
+            log.info("shap is not installed (pip install '.[explain]'): no per-cell contributions for the errors")
+            return None
+        forest, xs, cols, _ = view
+        values = np.asarray(shap.TreeExplainer(forest).shap_values(xs))  # (1, n_features, n_classes)
+        classes = [str(c) for c in forest.classes_]
+        said = str(pred.y_pred[pos])
+        k = classes.index(said) if said in classes else int(np.argmax(forest.predict_proba(xs)[0]))
+        contrib = values[0, :, k]
+        rec = {"path": str(data.kept["path"].iloc[row]), "label": str(pred.y_true[pos]), "predicted": said,
+               "explained_class": classes[k], "fold": int(pred.fold[pos])}
+        for fam in dict.fromkeys(family_of(c) for c in cols):
+            rec[f"shap__{fam}"] = float(sum(v for c, v in zip(cols, contrib) if family_of(c) == fam))
+        top = np.argsort(-np.abs(contrib), kind="stable")[:5]
+        rec["top_features"] = "; ".join(f"{cols[j]}: {contrib[j]:+.3f}" for j in top)
+        records.append(rec)
+    if not records:
+        return None
+    path = Path(out_dir) / "shap_errors.csv"
+    pd.DataFrame(records).to_csv(path, index=False)
+    return path
+
+
 def write_explanations(data, input_kind: str, pred, splits: list, fitted: list, X, names, usable, out_dir,
                        title: str) -> dict:
     """The explanation artifacts a method's evaluation writes (settings: ``eval.explain``); returns metrics
@@ -132,6 +194,8 @@ def write_explanations(data, input_kind: str, pred, splits: list, fitted: list, 
     from hybridwbc.models.cascade import CascadeClassifier
 
     whole = input_kind == "features"
+    if whole:
+        shap_errors(data, pred, fitted, X, names, out_dir)
     if not whole and not isinstance(fitted[0], CascadeClassifier):
         return {}  # predicting would run the CNN once per permutation; a cascade's stages are scored directly
     table = write_family_importance(fitted, splits, X, data.y, names, usable, out_dir, title,

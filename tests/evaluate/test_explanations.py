@@ -91,3 +91,31 @@ def test_runs_write_their_explanations(compose, tmp_path, monkeypatch):
     assert g["heat_in_nucleus"].notna().any()  # the outlines come from the run's segmentation
     assert ((g["heat_in_nucleus"] <= g["heat_in_cell"] + 1e-9) | g["heat_in_nucleus"].isna()).all()
     assert not (tmp_path / "cnn" / "family_importance.csv").exists()
+
+
+def test_shap_contributions_of_the_errors_add_up_per_family(tmp_path):
+    shap = pytest.importorskip("shap", reason="the optional 'explain' extra (shap) is not installed")
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from hybridwbc.evaluate.explanations import forest_view, shap_errors
+
+    X, y = _table(n=120)
+    y[:6] = np.roll(y[:6], 1)  # a few contradicting labels, so there are confident errors
+    rf = RandomForestClassifier(n_estimators=30, random_state=0)
+    pred, splits, fitted = predict_out_of_sample(rf, X, y, np.arange(len(y)), protocol="cv", n_splits=3)
+    kept = pd.DataFrame({"path": [f"cell{i}.png" for i in range(len(y))]})
+    data = SimpleNamespace(cfg=OmegaConf.create({"eval": {"n_error_gallery": 4}}), y=y, kept=kept)
+    path = shap_errors(data, pred, fitted, X, NAMES, tmp_path)
+    t = pd.read_csv(path)
+    assert len(t) == 4 and (t["label"] != t["predicted"]).all()
+    fams = [c for c in t.columns if c.startswith("shap__")]
+    assert fams == ["shap__geometry", "shap__colour", "shap__granularity", "shap__texture"]
+    for r in t.itertuples(index=False):  # SHAP is additive: base value + contributions = the forest's probability
+        row = int(r.path[4:-4])
+        forest = fitted[r.fold]
+        k = list(forest.classes_).index(r.explained_class)
+        base = shap.TreeExplainer(forest).expected_value[k]
+        assert base + sum(getattr(r, f) for f in fams) == pytest.approx(forest.predict_proba(X[[row]])[0, k], abs=1e-6)
+    assert forest_view(object(), X[:1], y[:1], NAMES) is None
