@@ -107,13 +107,15 @@ def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int
 
 
 def write_family_importance(fitted: list, splits: list, X, y, names, usable, out_dir, title: str,
-                            n_repeats: int = 10, seed: int = 0, whole: bool = True) -> pd.DataFrame | None:
+                            n_repeats: int = 10, seed: int = 0, whole: bool = True, groups=None
+                            ) -> pd.DataFrame | None:
     """Permutation importance by feature family on held-out rows, written as CSV, Markdown and a bar chart;
     ``None`` (nothing written) when no stage reads a feature family."""
     from hybridwbc.evaluate.importance import family_importance, importance_markdown
     from hybridwbc.report.plots import family_importance_png
 
-    table = family_importance(fitted, splits, X, y, names, usable, n_repeats=n_repeats, seed=seed, whole=whole)
+    table = family_importance(fitted, splits, X, y, names, usable, n_repeats=n_repeats, seed=seed, whole=whole,
+                              groups=groups)
     if table.empty:
         return None
     out_dir = Path(out_dir)
@@ -136,7 +138,7 @@ def forest_view(est, X, y, names) -> tuple | None:
     if isinstance(est, CascadeClassifier) and isinstance(getattr(est, "stage2_", None), RandomForestClassifier):
         base = np.array([str(v).split(":", 1)[0] for v in y], dtype=object)
         rows = np.isin(base, est.rest_)
-        for stage, model, xs, _, cols in est.stage_views(X, y):
+        for stage, model, xs, _, cols, _ in est.stage_views(X, y):
             if stage == "stage2" and not any(str(c).startswith("embedding__") for c in cols):
                 return model, np.asarray(xs, dtype=np.float64), list(cols), rows
     return None
@@ -199,7 +201,8 @@ def write_explanations(data, input_kind: str, pred, splits: list, fitted: list, 
     if not whole and not isinstance(fitted[0], CascadeClassifier):
         return {}  # predicting would run the CNN once per permutation; a cascade's stages are scored directly
     table = write_family_importance(fitted, splits, X, data.y, names, usable, out_dir, title,
-                                    n_repeats=int(settings.importance_repeats), seed=int(data.cfg.seed), whole=whole)
+                                    n_repeats=int(settings.importance_repeats), seed=int(data.cfg.seed), whole=whole,
+                                    groups=data.groups if data.subjects else None)
     if table is None:
         return {}
     return {f"importance.{r.stage}.{r.family}": float(r.drop_mean) for r in table.itertuples(index=False)}

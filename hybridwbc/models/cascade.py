@@ -455,9 +455,10 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
 
         Returns
         -------
-        list of ``(name, stage, X_stage, y_stage, column_names)``
+        list of ``(name, stage, X_stage, y_stage, column_names, rows)``
             ``"stage1"`` on every row with labels mapped to the special classes and ``"other"``;
-            ``"stage2"`` on the rows of the other classes. Columns are named after ``feature_names``
+            ``"stage2"`` on the rows of the other classes; ``rows``: the positions in ``X`` of the stage's
+            rows. Columns are named after ``feature_names``
             (``x<i>`` without them); embedding columns ``embedding__<i>``. Stages not fitted are left out.
         """
         check_is_fitted(self)
@@ -471,12 +472,12 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         if self.stage1_ is not None:
             y1 = np.where(np.isin(y, self.special_), y, OTHER) if len(self.rest_) else y
             cols = [names[i] for i in self.cols1_] + (emb_names if self.stage1_embeddings else [])
-            out.append(("stage1", self.stage1_, self._stage1_input(X, emb), y1, cols))
+            out.append(("stage1", self.stage1_, self._stage1_input(X, emb), y1, cols, np.arange(len(y))))
         if self.stage2_ is not None:
             keep = np.isin(y, self.rest_)
             cols = emb_names if emb is not None else [names[i] for i in self.cols2_]
             out.append(("stage2", self.stage2_, self._stage2_input(X[keep], None if emb is None else emb[keep]),
-                        y[keep], cols))
+                        y[keep], cols, np.flatnonzero(keep)))
         return out
 
     def route(self, X) -> np.ndarray:

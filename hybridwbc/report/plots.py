@@ -137,7 +137,8 @@ def family_importance_png(table, path, title: str = "") -> Path | None:
     ----------
     table : DataFrame
         :func:`hybridwbc.evaluate.importance.family_importance`'s table (``stage``, ``family``,
-        ``drop_mean``, ``drop_lo``, ``drop_hi``).
+        ``drop_mean``, ``drop_lo``, ``drop_hi``; ``boot_lo``, ``boot_hi`` where computed). Black whiskers:
+        the bootstrap interval of the held-out rows; orange: the range of the permutation repeats.
     path : path-like
         Output PNG.
 
@@ -154,11 +155,17 @@ def family_importance_png(table, path, title: str = "") -> Path | None:
                                                        + 1.4), dpi=100, squeeze=False)
     for ax, stage in zip(axes[0], stages):
         t = table[table["stage"] == stage].iloc[::-1]
-        err = np.vstack([t["drop_mean"] - t["drop_lo"], t["drop_hi"] - t["drop_mean"]]).clip(min=0)
-        ax.barh(t["family"], t["drop_mean"], xerr=err, color="#4c72b0", capsize=3)
+        ypos = np.arange(len(t))
+        ax.barh(ypos, t["drop_mean"], color="#4c72b0")
+        if "boot_lo" in t and np.isfinite(t["boot_lo"]).all():
+            err = np.vstack([t["drop_mean"] - t["boot_lo"], t["boot_hi"] - t["drop_mean"]]).clip(min=0)
+            ax.errorbar(t["drop_mean"], ypos, xerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
+        ax.hlines(ypos, t["drop_lo"], t["drop_hi"], color="#dd8452", lw=4)
+        ax.set_yticks(ypos, t["family"])
         ax.axvline(0.0, color="black", lw=0.8)
         ax.set_title(stage, fontsize=9)
         ax.set_xlabel("drop in balanced accuracy", fontsize=8)
         ax.tick_params(labelsize=8)
-    fig.suptitle(title or "permutation importance by feature family (held-out rows)", fontsize=9)
+    fig.suptitle((title or "permutation importance by feature family (held-out rows)")
+                 + "\nblack: 95% bootstrap of held-out rows; orange: range of permutation repeats", fontsize=9)
     return save_figure(fig, path)

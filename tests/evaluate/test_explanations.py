@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from hybridwbc.evaluate.importance import family_columns, family_importance, family_of, importance_markdown
+from hybridwbc.evaluate.importance import (
+    balanced_accuracy,
+    family_columns,
+    family_importance,
+    family_of,
+    importance_markdown,
+)
 from hybridwbc.evaluate.protocol import predict_out_of_sample
 from hybridwbc.models.cascade import CascadeClassifier
 
@@ -42,12 +48,28 @@ def test_permutation_importance_finds_the_families_that_decide():
     assert set(t["stage"]) == {"model"} and drop["granularity"] > 0.2 and drop["colour"] > 0.2
     assert abs(drop["geometry"]) < 0.05 and abs(drop["texture"]) < 0.05
     assert (t["drop_lo"] <= t["drop_mean"]).all() and (t["drop_mean"] <= t["drop_hi"]).all()
+    strong = t.set_index("family").loc[["granularity", "colour"]]
+    assert (strong["boot_lo"] > 0.1).all() and (strong["boot_lo"] < strong["drop_mean"]).all()
+    assert (strong["drop_mean"] < strong["boot_hi"]).all()
     assert t["n_rows"].iloc[0] == len(y)  # every row scored once, by the split that held it out
     assert "| model | granularity | 2 |" in importance_markdown(t, "x")
+    # whole groups resampled: one group holding every row leaves no sampling variation
+    one = family_importance(fitted, splits, X, y, NAMES, n_repeats=3, groups=np.zeros(len(y)), n_bootstrap=20)
+    np.testing.assert_allclose(one["boot_lo"], one["boot_hi"])
     with pytest.raises(ValueError, match=r"names has 2 entries but X has 6 columns"):
         family_importance(fitted, splits, X, y, NAMES[:2])
     with pytest.raises(ValueError, match=r"n_repeats must be at least 2 .*received 1"):
         family_importance(fitted, splits, X, y, NAMES, n_repeats=1)
+
+
+def test_balanced_accuracy_matches_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    truth, pred = rng.integers(0, 4, 50), rng.integers(-1, 4, 50)  # -1: a label the truth never has
+    with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):
+        expected = balanced_accuracy_score(truth, pred)
+    assert balanced_accuracy(truth, pred, np.arange(4)) == pytest.approx(expected)
 
 
 def test_cascade_importance_is_per_stage():
