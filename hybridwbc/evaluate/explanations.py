@@ -92,7 +92,8 @@ def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int
         heat, explained = res.maps[0], str(cnn.classes_[res.target[0]])
         nucleus, cytoplasm = primary_masks(segment, image)
         items.append((heatmap_overlay(image, heat), nucleus, cytoplasm,
-                      f"{kind}: {truth} -> {said} ({pred.proba[pos].max():.2f})\nheat for {explained}"))
+                      (f"{truth} ok" if kind == "correct" else f"WRONG {truth}->{said}")
+                      + f" ({pred.proba[pos].max():.2f})\nheat: {explained}"))
         records.append({"path": path, "label": truth, "predicted": said, "kind": kind,
                         "confidence": float(pred.proba[pos].max()), "fold": int(pred.fold[pos]),
                         "explained_class": explained,
