@@ -156,16 +156,17 @@ def family_importance_png(table, path, title: str = "") -> Path | None:
     for ax, stage in zip(axes[0], stages):
         t = table[table["stage"] == stage].iloc[::-1]
         ypos = np.arange(len(t))
-        ax.barh(ypos, t["drop_mean"], color="#4c72b0")
+        ax.barh(ypos, t["drop_mean"], color="#a6bddb", zorder=1)
+        ax.hlines(ypos, t["drop_lo"], t["drop_hi"], color="#dd8452", lw=7, alpha=0.7, zorder=2)
         if "boot_lo" in t and np.isfinite(t["boot_lo"]).all():
             err = np.vstack([t["drop_mean"] - t["boot_lo"], t["boot_hi"] - t["drop_mean"]]).clip(min=0)
-            ax.errorbar(t["drop_mean"], ypos, xerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
-        ax.hlines(ypos, t["drop_lo"], t["drop_hi"], color="#dd8452", lw=4)
+            ax.errorbar(t["drop_mean"], ypos, xerr=err, fmt="o", color="black", ms=3, capsize=4, lw=1.5, zorder=3)
         ax.set_yticks(ypos, t["family"])
         ax.axvline(0.0, color="black", lw=0.8)
         ax.set_title(stage, fontsize=9)
         ax.set_xlabel("drop in balanced accuracy", fontsize=8)
         ax.tick_params(labelsize=8)
     fig.suptitle((title or "permutation importance by feature family (held-out rows)")
-                 + "\nblack: 95% bootstrap of held-out rows; orange: range of permutation repeats", fontsize=9)
+                 + "\nbar and dot: mean drop; black: 95% bootstrap of held-out rows; orange: range of repeats",
+                 fontsize=9)
     return save_figure(fig, path)
