@@ -6,7 +6,8 @@
   prediction where the CNN does not know that class). The heat map is drawn over the image with the
   segmentation outline (nucleus yellow, cell green). ``gradcam_gallery.png`` and
   ``gradcam_gallery.csv`` (path, classes, confidence, the share of heat inside the nucleus and the cell).
-* **Feature families** (a method reading handcrafted features, or a cascade): permutation importance
+* **Feature families** (a method reading handcrafted features, a cascade, a head on CNN embeddings and
+  features): permutation importance
   by family on held-out rows (:mod:`hybridwbc.evaluate.importance`): ``family_importance.csv``,
   ``family_importance.md`` and ``family_importance.png``.
 * **Per-cell contributions** (a random forest on handcrafted features, alone or as a cascade's stage 2):
@@ -194,13 +195,11 @@ def write_explanations(data, input_kind: str, pred, splits: list, fitted: list, 
                 data.segment)
     if names is None or not any(str(n) != "path" and "__" in str(n) for n in names):
         return {}
-    from hybridwbc.models.cascade import CascadeClassifier
-
     whole = input_kind == "features"
     if whole:
         shap_errors(data, pred, fitted, X, names, out_dir)
-    if not whole and not isinstance(fitted[0], CascadeClassifier):
-        return {}  # predicting would run the CNN once per permutation; a cascade's stages are scored directly
+    if not whole and not hasattr(fitted[0], "stage_views"):
+        return {}  # predicting would run the CNN once per permutation; stages with views are scored directly
     table = write_family_importance(fitted, splits, X, data.y, names, usable, out_dir, title,
                                     n_repeats=int(settings.importance_repeats), seed=int(data.cfg.seed), whole=whole,
                                     groups=data.groups if data.subjects else None)

@@ -15,10 +15,12 @@ only), and a bootstrap interval of the mean drop (``boot_lo``, ``boot_hi``: the 
 whole subjects where ``groups`` are given, ``n_bootstrap`` times; the sampling variation, which on a
 small test set is the larger one).
 
-For a :class:`~hybridwbc.models.cascade.CascadeClassifier` each stage is also scored on what it sees
-(:meth:`~hybridwbc.models.cascade.CascadeClassifier.stage_views`): stage 1 on every held-out row against
-special-or-other labels, stage 2 on the held-out rows of the other classes. The whole model is scored
-(``stage = "model"``) where its input holds feature columns only (no image paths, so no CNN runs per
+An estimator with ``stage_views`` is also scored stage by stage on what each stage sees: a
+:class:`~hybridwbc.models.cascade.CascadeClassifier`'s stage 1 on every held-out row against
+special-or-other labels and stage 2 on the held-out rows of the other classes; the head of a
+:class:`~hybridwbc.cnn.heads.EmbeddingClassifier` (``hybrid``) on the CNN's embeddings (one family,
+``embedding``) and the handcrafted columns. The embeddings are computed once per split. The whole model is
+scored (``stage = "model"``) where its input holds feature columns only (no image paths, so no CNN runs per
 permutation).
 """
 
@@ -49,11 +51,9 @@ def family_columns(names) -> dict:
 
 def _views(est, X, y, names, whole: bool) -> list:
     """``(stage, model, X, y, names, rows)`` to score for one fitted estimator on its test rows."""
-    from hybridwbc.models.cascade import CascadeClassifier
-
     views = [("model", est, X, y, list(names), np.arange(len(y)))] if whole else []
-    if isinstance(est, CascadeClassifier):
-        views += list(est.stage_views(X, y))
+    if hasattr(est, "stage_views"):  # a cascade's stages, a head on CNN embeddings
+        views += list(est.stage_views(X, y, names))
     return views
 
 

@@ -443,7 +443,7 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def stage_views(self, X, y) -> list[tuple]:
+    def stage_views(self, X, y, names=None) -> list[tuple]:
         """Each fitted stage with what it sees of ``X`` and the labels it answers, for per-stage analyses
         (permutation importance on held-out rows).
 
@@ -452,6 +452,8 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         X : array-like of shape (n, n_features)
         y : array-like of shape (n,)
             True labels of the rows (``lymphocyte:<k>`` counts as ``lymphocyte``).
+        names : sequence of str, optional
+            Names of ``X``'s columns; default ``feature_names``.
 
         Returns
         -------
@@ -464,8 +466,8 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=None, ensure_all_finite=not self._object_input(X))
         y = np.asarray([str(v).split(":", 1)[0] for v in np.asarray(y)], dtype=object)
-        names = [str(n) for n in self.feature_names] if self.feature_names is not None else \
-            [f"x{i}" for i in range(X.shape[1])]
+        names = names if names is not None else self.feature_names
+        names = [str(n) for n in names] if names is not None else [f"x{i}" for i in range(X.shape[1])]
         emb = self._embed(X) if self.embedder_ is not None else None
         emb_names = [] if emb is None else [f"embedding__{i}" for i in range(emb.shape[1])]
         out = []

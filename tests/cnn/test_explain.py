@@ -178,3 +178,25 @@ def test_mass_share():
     assert np.isnan(mass_share(np.zeros((4, 4)), region))
     with pytest.raises(ValueError, match=r"Heat map \(4, 4\) and region \(2, 2\) must have the same shape"):
         mass_share(heat, np.zeros((2, 2), bool))
+
+
+def test_a_head_on_embeddings_and_features_is_scored_per_family(trained):
+    """``hybrid``: the head's permutation importance covers the embeddings as one family and each feature family."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from hybridwbc.cnn.heads import EmbeddingClassifier
+    from hybridwbc.evaluate.importance import family_importance
+
+    _, paths = trained
+    y = np.array([p.rsplit("/", 1)[1].split("_")[0] for p in paths], dtype=object)
+    rng = np.random.default_rng(0)
+    signal = (y == "green").astype(float) * 4.0 + rng.normal(size=len(y))
+    X = np.column_stack([np.asarray(paths, dtype=object), rng.normal(size=len(y)), signal]).astype(object)
+    names = ["path", "noise__a", "signal__b"]
+    train, test = np.arange(len(y))[::2], np.arange(len(y))[1::2]
+    hybrid = EmbeddingClassifier(cnn=CNNClassifier(epochs=1, **SMALL),
+                                 head=RandomForestClassifier(n_estimators=50, random_state=0)).fit(X[train], y[train])
+    t = family_importance([hybrid], [(train, test)], X, y, names, n_repeats=3, whole=False, n_bootstrap=20)
+    assert set(t["stage"]) == {"head"} and set(t["family"]) == {"embedding", "noise", "signal"}
+    assert t.set_index("family").loc["embedding", "n_columns"] == hybrid.cnn_.n_embed_
+    assert t["n_rows"].iloc[0] == len(test)
