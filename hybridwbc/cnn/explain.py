@@ -7,8 +7,9 @@ the softmax. The channel weights are ``a_k = mean_ij dy_c / dA_ijk`` (a ``tf.Gra
 
 The feature map may sit inside nested models (hybridwbc's CNN is ``image -> backbone(preprocess ->
 conv base -> pool) -> embedding -> dropout -> head``): :func:`cam_path` walks into nested functional
-models to the last 4-D output and returns the part before it as one model and the chain of layers after
-it, which must be a chain (one input per layer), as in every classifier this project builds. A final
+models to the last 4-D output and returns the part before it as Keras models (any graph: residual
+backbones included) and the layers after it, which must form a chain (one input per layer), as in every
+classifier this project builds. A final
 softmax ``Dense`` layer is applied without its softmax, so gradients do not saturate.
 
 **Sanity check** (Adebayo et al. 2018): :func:`randomised_copy` re-initialises the top layers of a copy
@@ -52,7 +53,7 @@ class CamResult:
 
 
 def _output(layer):
-    """The layer's output tensor in the graph of the model that calls it (once: :func:`_chain` checks)."""
+    """The layer's output tensor in the graph of the model that calls it (once: :func:`_check_tail` checks)."""
     return layer._inbound_nodes[0].output_tensors[0]
 
 
@@ -61,15 +62,28 @@ def _is_4d(layer) -> bool:
     return bool(nodes) and len(nodes[0].output_tensors) == 1 and len(_output(layer).shape) == 4
 
 
-def _chain(model) -> list:
-    """The layers of a functional model after its inputs, checked to form a chain (one input each)."""
-    layers = [lay for lay in model.layers if not isinstance(lay, keras.layers.InputLayer)]
-    for lay in layers:
-        if len(lay._inbound_nodes) != 1 or len(keras.tree.flatten(lay._inbound_nodes[0].input_tensors)) != 1:
+def _layers(model) -> list:
+    """The layers of a functional model after its inputs, in the model's (topological) order."""
+    return [lay for lay in model.layers if not isinstance(lay, keras.layers.InputLayer)]
+
+
+def _check_tail(model, layers: list, i: int) -> None:
+    """Check that the layers after ``layers[i]`` form a chain from its output to the model's output.
+
+    Raises
+    ------
+    ValueError
+        Naming the first layer that takes several inputs, is called more than once, or does not read the
+        previous layer's output (a branch).
+    """
+    for prev, lay in zip(layers[i:], layers[i + 1:]):
+        nodes = lay._inbound_nodes
+        inputs = keras.tree.flatten(nodes[0].input_tensors) if len(nodes) == 1 else []
+        if len(inputs) != 1 or len(prev._inbound_nodes) != 1 or inputs[0] is not _output(prev):
             raise ValueError(
-                f"Grad-CAM needs a chain of single-input layers; layer {lay.name!r} of model {model.name!r} has "
-                "several inputs or is called more than once. Fix: name a layer before the branching (layer=...).")
-    return layers
+                f"Grad-CAM needs a chain of single-input layers after its feature map; layer {lay.name!r} of model "
+                f"{model.name!r} has several inputs, is called more than once or branches off. Fix: name a layer "
+                "after the branching (layer=...).")
 
 
 def _contains(model, name: str | None) -> bool:
@@ -102,15 +116,18 @@ def cam_path(model, layer: str | None = None) -> tuple:
     ValueError
         If no layer with a 4-D output (or no layer named ``layer``) exists, or the path is not a chain.
     """
-    layers = _chain(model)
+    layers = _layers(model)
     for i in reversed(range(len(layers))):
         lay = layers[i]
         here = lay.name == layer if layer is not None else _is_4d(lay)
         if here:
+            _check_tail(model, layers, i)
             return [keras.Model(model.inputs, _output(lay))], layers[i + 1:]
         if isinstance(lay, keras.Model) and _contains(lay, layer):
+            _check_tail(model, layers, i)
             inner, tail = cam_path(lay, layer)
-            before = [keras.Model(model.inputs, _output(layers[i - 1]))] if i > 0 else []
+            nodes = lay._inbound_nodes[0]
+            before = [keras.Model(model.inputs, keras.tree.flatten(nodes.input_tensors)[0])] if i > 0 else []
             return before + inner, tail + layers[i + 1:]
     what = f"named {layer!r}" if layer is not None else "with a 4-D (batch, height, width, channels) output"
     raise ValueError(f"Model {model.name!r} has no layer {what}; Grad-CAM needs a convolutional feature map. "

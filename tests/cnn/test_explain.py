@@ -163,9 +163,16 @@ def test_models_grad_cam_cannot_follow_are_refused():
         cam_path(dense)
     img = keras.Input((8, 8, 3))
     c = keras.layers.Conv2D(2, 3, padding="same")(img)
-    branched = keras.layers.Add(name="join")([c, keras.layers.Conv2D(2, 3, padding="same")(img)])
-    model = keras.Model(img, keras.layers.GlobalAveragePooling2D()(branched), name="branchy")
-    with pytest.raises(ValueError, match=r"chain of single-input layers; layer 'join' of model 'branchy'"):
+    residual = keras.layers.Add(name="join")([c, keras.layers.Conv2D(2, 3, padding="same")(img)])
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(residual)
+    ok = keras.Model(img, keras.layers.Dense(2, activation="softmax")(pooled), name="residual")
+    assert [t.name for t in cam_path(ok)[1]][0] == "gap"  # a branching graph before the feature map is fine
+    x = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
+    assert grad_cam(ok, x).maps[0].shape == (8, 8)
+    two = keras.layers.Add(name="heads")([keras.layers.Dense(2)(pooled), keras.layers.Dense(2)(pooled)])
+    model = keras.Model(img, keras.layers.Softmax()(two), name="branchy")
+    with pytest.raises(ValueError, match=r"chain of single-input layers after its feature map; layer '.*' of "
+                                         r"model 'branchy' has several inputs, is called more than once or branches"):
         cam_path(model)
 
 
