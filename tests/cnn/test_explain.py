@@ -207,3 +207,13 @@ def test_a_head_on_embeddings_and_features_is_scored_per_family(trained):
     assert set(t["stage"]) == {"head"} and set(t["family"]) == {"embedding", "noise", "signal"}
     assert t.set_index("family").loc["embedding", "n_columns"] == hybrid.cnn_.n_embed_
     assert t["n_rows"].iloc[0] == len(test)
+
+
+def test_grad_cam_reaches_into_a_residual_application_backbone():
+    model = CNNClassifier(backbone="mobilenetv3small", input_size=64).build_model(3)
+    prefix, tail = cam_path(model)
+    assert [t.name for t in tail] == ["pool", "embedding", "dropout", "head"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    res = grad_cam(model, x, target=1)
+    assert all(m.shape == (64, 64) and np.isfinite(m).all() and m.max() <= 1.0 for m in res.maps)
+    np.testing.assert_allclose(res.proba, model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
