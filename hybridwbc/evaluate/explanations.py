@@ -39,17 +39,35 @@ FILES = ("gradcam_gallery.png", "gradcam_gallery.csv", "family_importance.csv", 
          "family_importance.png", "shap_errors.csv")
 
 
-def gallery_rows(pred, n_per_class: int) -> list[tuple[int, str]]:
-    """``(position in pred, "correct" | "wrong")``: per true class, the ``n_per_class`` most confident correct
-    and most confident wrong predictions, classes in ``pred.classes`` order."""
+def gallery_rows(pred, n_per_class: int) -> list[tuple]:
+    """The gallery's slots, one row of ``2 * n_per_class`` per true class (``pred.classes`` order):
+    ``(position in pred or None, "correct" | "wrong", class)``, the most confident correct predictions then the
+    most confident wrong ones, ``None`` where the class has fewer (so each class keeps its own row)."""
     out = []
     conf = pred.proba.max(axis=1)
     for c in pred.classes:
         for kind, mask in (("correct", (pred.y_true == c) & (pred.y_pred == c)),
                            ("wrong", (pred.y_true == c) & (pred.y_pred != c))):
             pos = np.flatnonzero(mask)
-            out += [(int(p), kind) for p in pos[np.argsort(-conf[pos], kind="stable")[:int(n_per_class)]]]
+            top = [int(p) for p in pos[np.argsort(-conf[pos], kind="stable")[:int(n_per_class)]]]
+            out += [(p, kind, str(c)) for p in top] + [(None, kind, str(c))] * (int(n_per_class) - len(top))
     return out
+
+
+def _tile(cnn, image, pos: int, kind: str, pred, segment) -> tuple:
+    """One gallery tile (heat map over the image, masks, caption) and its CSV record (without the path)."""
+    from hybridwbc.report.overlay import heatmap_overlay, mass_share, primary_masks
+
+    truth, said, conf = str(pred.y_true[pos]), str(pred.y_pred[pos]), float(pred.proba[pos].max())
+    res = cnn.explain([image], said if said in {str(c) for c in cnn.classes_} else None)
+    heat, explained = res.maps[0], str(cnn.classes_[res.target[0]])
+    nucleus, cytoplasm = primary_masks(segment, image)
+    caption = (f"{truth} ok" if kind == "correct" else f"WRONG {truth}->{said}") + f" ({conf:.2f})\nheat: {explained}"
+    record = {"label": truth, "predicted": said, "kind": kind, "confidence": conf, "fold": int(pred.fold[pos]),
+              "explained_class": explained,
+              "heat_in_nucleus": mass_share(heat, nucleus) if nucleus is not None else np.nan,
+              "heat_in_cell": mass_share(heat, nucleus | cytoplasm) if nucleus is not None else np.nan}
+    return (heatmap_overlay(image, heat), nucleus, cytoplasm, caption), record
 
 
 def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int = 2, segment=None) -> Path | None:
@@ -74,38 +92,32 @@ def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int
     """
     from hybridwbc.data.io import read_image
     from hybridwbc.errors import HybridWBCError
-    from hybridwbc.report.overlay import heatmap_overlay, mass_share, overlay_grid, primary_masks
+    from hybridwbc.report.overlay import overlay_grid
 
-    chosen = gallery_rows(pred, n_per_class)
-    if not chosen or trained_cnn(fitted[0]) is None:
+    slots = gallery_rows(pred, n_per_class)
+    if trained_cnn(fitted[0]) is None or all(pos is None for pos, _, _ in slots):
         return None
+    blank = np.full((32, 32, 3), 255, np.uint8)
     items, records = [], []
-    for pos, kind in chosen:
-        cnn = trained_cnn(fitted[int(pred.fold[pos])])
-        path, truth, said = str(paths[pred.rows[pos]]), str(pred.y_true[pos]), str(pred.y_pred[pos])
+    for pos, kind, cls in slots:
+        if pos is None:
+            items.append((blank, None, None, f"{cls}: no {kind} cell"))
+            continue
+        path = str(paths[pred.rows[pos]])
         try:
             image = read_image(path)
         except HybridWBCError as exc:
             log.warning("Grad-CAM gallery: %s", exc)
+            items.append((blank, None, None, f"{cls}: unreadable"))
             continue
-        target = said if said in {str(c) for c in cnn.classes_} else None
-        res = cnn.explain([image], target)
-        heat, explained = res.maps[0], str(cnn.classes_[res.target[0]])
-        nucleus, cytoplasm = primary_masks(segment, image)
-        items.append((heatmap_overlay(image, heat), nucleus, cytoplasm,
-                      (f"{truth} ok" if kind == "correct" else f"WRONG {truth}->{said}")
-                      + f" ({pred.proba[pos].max():.2f})\nheat: {explained}"))
-        records.append({"path": path, "label": truth, "predicted": said, "kind": kind,
-                        "confidence": float(pred.proba[pos].max()), "fold": int(pred.fold[pos]),
-                        "explained_class": explained,
-                        "heat_in_nucleus": mass_share(heat, nucleus) if nucleus is not None else np.nan,
-                        "heat_in_cell": (mass_share(heat, nucleus | cytoplasm) if nucleus is not None else np.nan)})
-    if not items:
-        return None
+        item, record = _tile(trained_cnn(fitted[int(pred.fold[pos])]), image, pos, kind, pred, segment)
+        items.append(item)
+        records.append({"path": path, **record})
     out_dir = Path(out_dir)
     pd.DataFrame(records).to_csv(out_dir / "gradcam_gallery.csv", index=False)
     return Path(overlay_grid(items, out_dir / "gradcam_gallery.png", ncols=2 * int(n_per_class), tile=2.4,
-                             title=f"{title}: Grad-CAM, held-out cells (nucleus yellow, cell green)"))
+                             title=f"{title}: Grad-CAM, held-out cells (nucleus yellow, cell green); per class "
+                                   "the most confident correct, then wrong, predictions"))
 
 
 def write_family_importance(fitted: list, splits: list, X, y, names, usable, out_dir, title: str,

@@ -62,6 +62,20 @@ def test_permutation_importance_finds_the_families_that_decide():
         family_importance(fitted, splits, X, y, NAMES, n_repeats=1)
 
 
+def test_gallery_rows_keep_one_row_per_class():
+    from hybridwbc.evaluate.explanations import gallery_rows
+    from hybridwbc.evaluate.protocol import Predictions
+
+    y_true = np.array(["a", "a", "a", "b", "b"], dtype=object)
+    y_pred = np.array(["a", "a", "b", "b", "b"], dtype=object)
+    proba = np.array([[0.6, 0.4], [0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6]])
+    pred = Predictions(rows=np.arange(5), fold=np.zeros(5, int), y_true=y_true, y_pred=y_pred, proba=proba,
+                       classes=["a", "b"])
+    assert gallery_rows(pred, 2) == [(1, "correct", "a"), (0, "correct", "a"), (2, "wrong", "a"), (None, "wrong", "a"),
+                                     (3, "correct", "b"), (4, "correct", "b"), (None, "wrong", "b"),
+                                     (None, "wrong", "b")]
+
+
 def test_balanced_accuracy_matches_scikit_learn():
     from sklearn.metrics import balanced_accuracy_score
 
