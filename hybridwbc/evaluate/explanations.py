@@ -116,8 +116,8 @@ def cnn_gallery(paths, pred, fitted: list, out_dir, title: str, n_per_class: int
     out_dir = Path(out_dir)
     pd.DataFrame(records).to_csv(out_dir / "gradcam_gallery.csv", index=False)
     return Path(overlay_grid(items, out_dir / "gradcam_gallery.png", ncols=2 * int(n_per_class), tile=2.4,
-                             title=f"{title}: Grad-CAM, held-out cells (nucleus yellow, cell green); per class "
-                                   "the most confident correct, then wrong, predictions"))
+                             title=f"{title}: Grad-CAM on held-out cells\nper class the most confident correct, "
+                                   "then wrong, predictions; nucleus yellow, cell green"))
 
 
 def write_family_importance(fitted: list, splits: list, X, y, names, usable, out_dir, title: str,
