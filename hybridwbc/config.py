@@ -155,6 +155,20 @@ class DomainConfig:
 
 
 @dataclass
+class ExplainConfig:
+    """``eval.explain``: the explanation artifacts of every method (:mod:`hybridwbc.evaluate.explanations`).
+
+    A method holding a trained CNN writes a Grad-CAM gallery of ``gallery_per_class`` correct and as many
+    wrong held-out cells per class; a method reading handcrafted features (or a cascade, per stage) writes
+    the permutation importance of each feature family on held-out rows, repeated ``importance_repeats`` times.
+    """
+
+    enabled: bool = True
+    gallery_per_class: int = 2
+    importance_repeats: int = 10
+
+
+@dataclass
 class EvalConfig:
     protocol: Protocol = Protocol.holdout
     test_size: float = 0.2
@@ -170,6 +184,7 @@ class EvalConfig:
     subject_level: bool = False
     leaky_reference: bool = False
     domain: DomainConfig = field(default_factory=DomainConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
 
 @dataclass

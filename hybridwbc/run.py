@@ -166,7 +166,8 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
               "features_s": round(features_s, 3), "features_cached": float(table.n_cached)}
     tracker.set_tags({"ci.resampling": "subjects" if has_subjects(kept) else "images"})
     rows = RunData(cfg=cfg, experiment=experiment, kept=kept, features=features, y=y, groups=split_groups(kept),
-                   subjects=has_subjects(kept), banner=_banner(data), skip_reason=reasons)
+                   subjects=has_subjects(kept), banner=_banner(data), skip_reason=reasons,
+                   segment=getattr(featurizer, "segment", None))
     return data, rows, common
 
 
@@ -177,7 +178,7 @@ def _banner(data) -> str:
 def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out_dir: Path, common: dict) -> dict:
     """Evaluate one method (:func:`hybridwbc.evaluate.method.evaluate_method`), save its model, track it."""
     from hybridwbc.evaluate.method import ARTIFACTS, evaluate_method
-    from hybridwbc.features.table import design_matrix
+    from hybridwbc.features.table import design_matrix, design_names
     from hybridwbc.report.summary import format_summary
     from hybridwbc.serve.pipeline import WBCPipeline
 
@@ -188,7 +189,8 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
         tracker.log_params({"method": name, "classifier.name": method_cfg.name,
                             "classifier.input": input_kind, "features.name": cfg.features.name})
     X = design_matrix(input_kind, rows.kept["path"].tolist(), rows.features)
-    res = evaluate_method(rows, name, method_cfg, estimator, X, out_dir, common)
+    res = evaluate_method(rows, name, method_cfg, estimator, X, out_dir, common,
+                          names=design_names(input_kind, featurizer.feature_names()))
     tracker.set_tags(res.tags)
     for step, row in res.epochs:
         tracker.log_metrics(row, step=step)

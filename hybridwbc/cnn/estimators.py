@@ -416,6 +416,14 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         """Predicted class labels."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
+    def explain(self, images, target=None):
+        """Grad-CAM heat maps of RGB images of any size for the predicted class or the ``target`` label(s)
+        (:func:`hybridwbc.cnn.explain.explain_images`); returns a :class:`~hybridwbc.cnn.explain.CamResult`."""
+        from hybridwbc.cnn.explain import explain_images
+
+        check_is_fitted(self, "model_")
+        return explain_images(self, images, target)
+
     # ------------------------------------------------------------------ persistence
     def save_keras(self, folder) -> Path:
         """Write the trained model as ``<folder>/cnn.keras`` (the ``embedding`` layer is the backbone output)."""

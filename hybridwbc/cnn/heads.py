@@ -146,6 +146,26 @@ class EmbeddingClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEsti
                 f"X has {extra.shape[1]} handcrafted column(s); the model was fitted with {self.n_extra_}.")
         return self._design(self.cnn_.transform(X), extra)
 
+    def stage_views(self, X, y, names=None) -> list[tuple]:
+        """The head with what it sees of ``X``, for per-stage analyses (permutation importance on held-out rows).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, 1 + n_extra)
+        y : array-like of shape (n,)
+        names : sequence of str, optional
+            Names of ``X``'s columns (``path`` first); the extra columns are ``x<i>`` without them.
+
+        Returns
+        -------
+        list of one ``("head", head, X_head, y, column_names, rows)``
+            Embedding columns are named ``embedding__<i>``, then the extra columns; ``rows`` is every row.
+        """
+        Z = self.transform(X)
+        extra = list(names)[1:] if names is not None else [f"x{i}" for i in range(self.n_extra_)]
+        cols = [f"embedding__{i}" for i in range(Z.shape[1] - self.n_extra_)] + [str(n) for n in extra]
+        return [("head", self.head_, Z, np.asarray(y, dtype=object), cols, np.arange(len(Z)))]
+
     def predict_proba(self, X) -> np.ndarray:
         return self.head_.predict_proba(self.transform(X))
 

@@ -17,7 +17,8 @@
    trained CNN, its training curves;
 5. fits the applicability domain per training split (the share of held-out rows it flags is
    ``ood_share_test``) and, on the final model's training rows only, the domain saved with it;
-6. writes ``metrics.json``.
+6. writes the explanations (:mod:`hybridwbc.evaluate.explanations`: a Grad-CAM gallery for a CNN, the
+   permutation importance of the feature families for handcrafted features) and ``metrics.json``.
 
 It returns a :class:`MethodResult`; saving the model and tracking are the caller's (``run.py``).
 """
@@ -34,6 +35,8 @@ import numpy as np
 import pandas as pd
 
 from hybridwbc.config import enum_value
+from hybridwbc.evaluate.explanations import FILES as EXPLANATION_FILES
+from hybridwbc.evaluate.explanations import write_explanations
 from hybridwbc.evaluate.metrics import aggregate_by_group, evaluate_predictions, most_confident_errors, to_binary
 from hybridwbc.evaluate.protocol import (
     Predictions,
@@ -52,7 +55,8 @@ log = logging.getLogger("hybridwbc")
 #: Files a method may write into its folder, in the order they are logged (those that exist).
 ARTIFACTS = ("predictions.csv", "per_class_report.csv", "confusion_matrix.png", "confusion_matrix_binary.png",
              "confusion_matrix_subjects.png", "errors_most_confident.png", "roc.png", "metrics.json",
-             "duplicates.csv", "reliability.png", "risk_coverage.csv", "risk_coverage.png", "training_curves.png")
+             "duplicates.csv", "reliability.png", "risk_coverage.csv", "risk_coverage.png", "training_curves.png",
+             *EXPLANATION_FILES)
 
 
 @dataclass
@@ -74,6 +78,8 @@ class RunData:
         Whether the rows carry subject ids (bootstrap and per-subject scores resample them).
     banner : str
         Where the data came from, for the run's summary lines.
+    segment : callable ``image -> Segmentation``, optional
+        The run's segmentation (outlines in the explanation gallery).
     """
 
     cfg: object
@@ -85,6 +91,7 @@ class RunData:
     subjects: bool
     banner: str = ""
     skip_reason: np.ndarray | None = None
+    segment: object = None
 
     def usable(self, input_kind: str) -> np.ndarray:
         """Rows a method with this ``classifier.input`` can fit on and score, ``(n,) bool``.
@@ -131,9 +138,10 @@ class MethodResult:
 SPLIT_METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro")
 
 
-def evaluate_method(data: RunData, name: str, method_cfg, estimator, X: np.ndarray, out_dir, common: dict
-                    ) -> MethodResult:
-    """Evaluate one method on ``X`` (its design matrix of ``data``'s rows) and write its files to ``out_dir``.
+def evaluate_method(data: RunData, name: str, method_cfg, estimator, X: np.ndarray, out_dir, common: dict,
+                    names=None) -> MethodResult:
+    """Evaluate one method on ``X`` (its design matrix of ``data``'s rows, whose columns ``names`` names) and
+    write its files to ``out_dir``.
 
     ``common`` (run-level numbers: images, skipped, data and feature times) is added to the metrics.
     Times: ``fit_predict_s`` (the evaluated splits), ``leaky_fit_predict_s`` (the leaky reference's fits),
@@ -164,6 +172,10 @@ def evaluate_method(data: RunData, name: str, method_cfg, estimator, X: np.ndarr
         cnn_s += _cnn_seconds([final])
     epochs = _cnn_report(final, metrics, out_dir, title)
     domain = _domain(data, fitted, splits, final, protocol, X, usable, metrics)
+    t = time.perf_counter()
+    metrics.update(write_explanations(data, enum_value(method_cfg.input), pred, splits, fitted, X, names, usable,
+                                      out_dir, title))
+    times["explain_s"] = time.perf_counter() - t
     metrics.update(common)
     metrics.update({k: round(v, 3) for k, v in times.items()})
     if trained_cnn(final) is not None:

@@ -443,6 +443,45 @@ class CascadeClassifier(SelectsByName, WBCEstimator, ClassifierMixin, BaseEstima
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
+    def stage_views(self, X, y, names=None) -> list[tuple]:
+        """Each fitted stage with what it sees of ``X`` and the labels it answers, for per-stage analyses
+        (permutation importance on held-out rows).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, n_features)
+        y : array-like of shape (n,)
+            True labels of the rows (``lymphocyte:<k>`` counts as ``lymphocyte``).
+        names : sequence of str, optional
+            Names of ``X``'s columns; default ``feature_names``.
+
+        Returns
+        -------
+        list of ``(name, stage, X_stage, y_stage, column_names, rows)``
+            ``"stage1"`` on every row with labels mapped to the special classes and ``"other"``;
+            ``"stage2"`` on the rows of the other classes; ``rows``: the positions in ``X`` of the stage's
+            rows. Columns are named after ``feature_names``
+            (``x<i>`` without them); embedding columns ``embedding__<i>``. Stages not fitted are left out.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=None, ensure_all_finite=not self._object_input(X))
+        y = np.asarray([str(v).split(":", 1)[0] for v in np.asarray(y)], dtype=object)
+        names = names if names is not None else self.feature_names
+        names = [str(n) for n in names] if names is not None else [f"x{i}" for i in range(X.shape[1])]
+        emb = self._embed(X) if self.embedder_ is not None else None
+        emb_names = [] if emb is None else [f"embedding__{i}" for i in range(emb.shape[1])]
+        out = []
+        if self.stage1_ is not None:
+            y1 = np.where(np.isin(y, self.special_), y, OTHER) if len(self.rest_) else y
+            cols = [names[i] for i in self.cols1_] + (emb_names if self.stage1_embeddings else [])
+            out.append(("stage1", self.stage1_, self._stage1_input(X, emb), y1, cols, np.arange(len(y))))
+        if self.stage2_ is not None:
+            keep = np.isin(y, self.rest_)
+            cols = emb_names if emb is not None else [names[i] for i in self.cols2_]
+            out.append(("stage2", self.stage2_, self._stage2_input(X[keep], None if emb is None else emb[keep]),
+                        y[keep], cols, np.flatnonzero(keep)))
+        return out
+
     def route(self, X) -> np.ndarray:
         """Which stage decided each row: ``"stage1"`` (a special class) or ``"stage2"``.
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from hybridwbc.segment.colour import as_rgb_uint8
 
-__all__ = ["NUCLEUS_COLOUR", "CYTOPLASM_COLOUR", "draw_overlay", "overlay_grid"]
+__all__ = ["NUCLEUS_COLOUR", "CYTOPLASM_COLOUR", "draw_overlay", "overlay_grid", "heatmap_overlay", "mass_share",
+           "primary_masks"]
 
 #: Outline colour of the nucleus (RGB): yellow.
 NUCLEUS_COLOUR = (255, 230, 0)
@@ -65,6 +66,80 @@ def draw_overlay(
     out[_outline(nuc | cyt, t)] = CYTOPLASM_COLOUR
     out[_outline(nuc, t)] = NUCLEUS_COLOUR
     return out
+
+
+def heatmap_overlay(
+    image: np.ndarray,
+    heat: np.ndarray,
+    nucleus: Optional[np.ndarray] = None,
+    cytoplasm: Optional[np.ndarray] = None,
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """A heat map (jet colours) blended over an image, with the segmentation outlines on top.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W[, C])
+    heat : ndarray of shape (H, W), float in [0, 1]
+        E.g. a Grad-CAM map (:func:`hybridwbc.cnn.explain.explain_images`); values outside are clipped.
+    nucleus, cytoplasm : ndarray of shape (H, W), bool, or None
+        Drawn as in :func:`draw_overlay` (None: no outline, e.g. no cell found).
+    alpha : float, default 0.45
+        Weight of the heat colours: ``out = (1 - alpha * heat) * image + alpha * heat * colour``, so
+        where the map is 0 the image shows unchanged.
+
+    Returns
+    -------
+    ndarray of shape (H, W, 3), dtype uint8
+
+    Raises
+    ------
+    ValueError
+        If the heat map's shape is not the image's.
+    """
+    rgb = as_rgb_uint8(image)
+    h, w = rgb.shape[:2]
+    heat = np.clip(np.nan_to_num(np.asarray(heat, np.float64)), 0.0, 1.0)
+    if heat.shape != (h, w):
+        raise ValueError(f"The heat map must match the image's {h}x{w} pixels; received {heat.shape}.")
+    colour = cv2.applyColorMap(np.rint(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    a = (float(alpha) * heat)[..., None]
+    blended = np.rint((1.0 - a) * rgb + a * colour).clip(0, 255).astype(np.uint8)
+    return draw_overlay(blended, nucleus, cytoplasm)
+
+
+def mass_share(heat: np.ndarray, region: np.ndarray) -> float:
+    """Share of a heat map's mass inside a region: ``sum(heat[region]) / sum(heat)`` (NaN for an all-zero map).
+
+    Parameters
+    ----------
+    heat : ndarray of shape (H, W), float, non-negative
+    region : ndarray of shape (H, W), bool
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
+    heat, region = np.asarray(heat, np.float64), np.asarray(region, bool)
+    if heat.shape != region.shape:
+        raise ValueError(f"Heat map {heat.shape} and region {region.shape} must have the same shape.")
+    total = heat.sum()
+    return float(heat[region].sum() / total) if total > 0 else float("nan")
+
+
+def primary_masks(segment, image) -> tuple:
+    """``(nucleus, cytoplasm)`` masks of the primary cell ``segment(image)`` finds, or ``(None, None)`` where
+    there is no segmenter (``segment`` None) or no cell was found (a :class:`~hybridwbc.errors.HybridWBCError`)."""
+    from hybridwbc.errors import HybridWBCError
+
+    if segment is None:
+        return None, None
+    try:
+        cell = segment(image).primary
+    except HybridWBCError:
+        return None, None
+    return cell.nucleus, cell.cytoplasm
 
 
 def overlay_grid(

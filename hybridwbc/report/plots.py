@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["pyplot", "save_figure", "confusion_matrix_png", "roc_png", "error_gallery_png"]
+__all__ = ["pyplot", "save_figure", "confusion_matrix_png", "roc_png", "error_gallery_png", "family_importance_png"]
 
 
 def pyplot():
@@ -127,4 +127,46 @@ def error_gallery_png(paths, y_true, y_pred, confidence, path, title: str = "", 
             ax.text(0.5, 0.5, "unreadable", ha="center")
         ax.set_title(f"{t} -> {pr} ({c:.2f})", fontsize=7)
     fig.suptitle(title or "most confident errors", fontsize=9)
+    return save_figure(fig, path)
+
+
+def family_importance_png(table, path, title: str = "") -> Path | None:
+    """Bars of each feature family's permutation importance with their intervals, one panel per stage.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`hybridwbc.evaluate.importance.family_importance`'s table (``stage``, ``family``,
+        ``drop_mean``, ``drop_lo``, ``drop_hi``; ``boot_lo``, ``boot_hi`` where computed). Black whiskers:
+        the bootstrap interval of the held-out rows; orange: the range of the permutation repeats.
+    path : path-like
+        Output PNG.
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``None`` for an empty table.
+    """
+    if len(table) == 0:
+        return None
+    plt = pyplot()
+    stages = list(dict.fromkeys(table["stage"]))
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 0.45 * table.groupby("stage").size().max()
+                                                       + 1.4), dpi=100, squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        t = table[table["stage"] == stage].iloc[::-1]
+        ypos = np.arange(len(t))
+        ax.barh(ypos, t["drop_mean"], color="#a6bddb", zorder=1)
+        ax.hlines(ypos, t["drop_lo"], t["drop_hi"], color="#dd8452", lw=7, alpha=0.7, zorder=2)
+        if "boot_lo" in t and np.isfinite(t["boot_lo"]).all():
+            err = np.vstack([t["drop_mean"] - t["boot_lo"], t["boot_hi"] - t["drop_mean"]]).clip(min=0)
+            ax.errorbar(t["drop_mean"], ypos, xerr=err, fmt="o", color="black", ms=3, capsize=4, lw=1.5, zorder=3)
+        ax.set_yticks(ypos, t["family"])
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_title(stage, fontsize=9)
+        ax.set_xlabel("drop in balanced accuracy", fontsize=8)
+        ax.tick_params(labelsize=8)
+    fig.suptitle((title or "permutation importance by feature family (held-out rows)")
+                 + "\nbar and dot: mean drop; black: 95% bootstrap of held-out rows; orange: range of repeats",
+                 fontsize=9)
     return save_figure(fig, path)

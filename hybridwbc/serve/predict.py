@@ -1,7 +1,7 @@
 """Predict image files with a saved model.
 
     python -m hybridwbc.predict model=<model> input=<folder, file, glob or CSV> output=<file.csv>
-                                [n_jobs=-1] [min_confidence=0] [max_pixels=64000000]
+                                [n_jobs=-1] [min_confidence=0] [max_pixels=64000000] [explain=false]
 
 ``model`` is a run's ``model/`` folder (the hash-checked WBCPipeline), a pyfunc
 model folder (:mod:`hybridwbc.serve.pyfunc`; loaded through ``mlflow.pyfunc`` after
@@ -26,6 +26,9 @@ Below ``min_confidence`` the label is ``uncertain`` (the probabilities are still
 written): send those cells to a human. ``max_pixels`` bounds ``width * height``
 of any image decoded. File names that are not valid UTF-8 are written with
 backslash escapes (``\\xe9``).
+``explain=true`` (models holding a CNN) also writes a Grad-CAM heat map per answered image, over the
+image with the segmentation outline, into ``<output stem>_heatmaps/``, and its path in a ``heatmap`` column
+(:mod:`hybridwbc.serve.heatmaps`).
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from hybridwbc.errors import ConfigError, DataLayoutError
 __all__ = ["main", "collect_inputs", "collect_rows", "load_model", "parse_args", "predict"]
 
 USAGE = ("usage: python -m hybridwbc.predict model=<model dir, pyfunc dir or models:/ URI> "
-         "input=<folder, file, glob or CSV> output=<file.csv> [n_jobs=-1] [min_confidence=0] [max_pixels=64000000]")
-_KEYS = {"model", "input", "output", "n_jobs", "min_confidence", "max_pixels"}
+         "input=<folder, file, glob or CSV> output=<file.csv> [n_jobs=-1] [min_confidence=0] [max_pixels=64000000] "
+         "[explain=false]")
+_KEYS = {"model", "input", "output", "n_jobs", "min_confidence", "max_pixels", "explain"}
 
 
 def parse_args(argv: list[str]) -> dict:
@@ -76,6 +80,11 @@ def parse_args(argv: list[str]) -> dict:
     args["min_confidence"] = check_min_confidence(args.get("min_confidence", 0.0))
     if "max_pixels" in args:
         args["max_pixels"] = check_max_pixels(args["max_pixels"])
+    if "explain" in args:
+        flag = str(args["explain"]).strip().lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise ConfigError(f"explain must be true or false; received {args['explain']!r}. {USAGE}")
+        args["explain"] = flag in ("true", "1")
     return args
 
 
@@ -207,10 +216,12 @@ def load_model(spec: str):
 
 
 def predict(model: str, input: str, output: str, n_jobs: int | None = None, min_confidence: float = 0.0,
-            max_pixels: int | None = None):
+            max_pixels: int | None = None, explain: bool = False):
     """Load ``model``, predict every image named by ``input`` and write ``output`` (CSV).
 
     ``n_jobs``: worker processes for reading and featurizing; ``None`` or ``-1`` all cores, ``1`` none.
+    ``explain``: also write a heat map per answered image (:func:`hybridwbc.serve.heatmaps.write_heatmaps`);
+    a model without a CNN is refused before anything is predicted (``ConfigError``).
 
     Returns
     -------
@@ -224,6 +235,10 @@ def predict(model: str, input: str, output: str, n_jobs: int | None = None, min_
 
     n_jobs = resolve_n_jobs(n_jobs)
     obj = load_model(model)
+    if explain:
+        from hybridwbc.serve.heatmaps import require_cnn
+
+        require_cnn(obj, model)
     paths, refused = collect_rows(input)
     good = [i for i in range(len(paths)) if i not in refused]
     todo = [paths[i] for i in good]
@@ -255,6 +270,10 @@ def predict(model: str, input: str, output: str, n_jobs: int | None = None, min_
         df = part
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if explain:
+        from hybridwbc.serve.heatmaps import write_heatmaps
+
+        df["heatmap"] = write_heatmaps(obj, df, out.with_name(out.stem + "_heatmaps"))
     tmp = out.with_name(out.name + ".tmp")
     shown = df.assign(path=df["path"].map(display_path))
     shown.to_csv(tmp, index=False, encoding="utf-8", errors="backslashreplace")
