@@ -118,7 +118,8 @@ def _differential(samples, classes) -> str:
 def _figure(cell: dict, options: list) -> str:
     label = cell["label"] if cell["status"] == "ok" else "uncertain"
     conf = cell.get("confidence")
-    caption = f"{_fmt(conf, 2)}" + (" border" if cell.get("border") else "") + (" overlap" if cell.get("overlap") else "")
+    flags = [f for f in ("border", "overlap") if str(cell.get(f)).lower() == "true"]
+    caption = " ".join([_fmt(conf, 2), *flags])
     sel = "".join(f"<option value='{html.escape(o)}'{' selected' if o == label else ''}>{html.escape(o)}</option>"
                   for o in options)
     attrs = " ".join(f"data-{k}='{html.escape(str(v), quote=True)}'" for k, v in
@@ -158,7 +159,8 @@ def _fields(fields: list, cells: list, classes: list) -> str:
                          f"<title>{html.escape(c['cell_id'])}: {html.escape(label)}</title></rect>")
         name = html.escape(f"{f['sample']}/{f['field']}")
         out.append(f"<div class='field' title='{name}'><img src='data:image/jpeg;base64,{f['thumb']}' width='480'>"
-                   f"<svg width='480' height='{round(480 * h / max(1, w))}' viewBox='0 0 {w} {h}'>{''.join(rects)}</svg>"
+                   f"<svg width='480' height='{round(480 * h / max(1, w))}' viewBox='0 0 {w} {h}'>"
+                   f"{''.join(rects)}</svg>"
                    f"<div>{name}</div></div>")
     return "\n".join(out)
 

@@ -8,6 +8,9 @@ touching it through a neck are cut off). On top of that it
 
 * splits a candidate that holds several white cells (touching cells whose nuclei the segmentation
   joined, or red cells its cytoplasm grew into): :func:`split_cell`;
+* drops the red-cell-coloured pixels a cell's cytoplasm grew into (:func:`trim_red`);
+* shares the pixels that touching cells both claim along the strongest edge between them
+  (:func:`part_touching`);
 * rejects platelets and debris: a candidate whose nucleus area is below ``min_nucleus_ratio``
   times the field's median nucleus area (and below ``min_nucleus_px``);
 * flags a cell cut by the field border (``border``) and a cell whose mask touches another
@@ -31,10 +34,12 @@ import cv2
 import numpy as np
 
 from hybridwbc.errors import ConfigError, NoCellFoundError
+from hybridwbc.segment.colour import rgb_to_lab
 from hybridwbc.segment.morphology import as_u8, components, dilate
 from hybridwbc.segment.segmenter import Segmenter
 
-__all__ = ["LocatedCell", "locate_cells", "split_cell", "crop_cell", "outline", "background_colour",
+__all__ = ["LocatedCell", "locate_cells", "split_cell", "trim_red", "part_touching", "crop_cell", "outline",
+           "background_colour",
            "PBC_CELL_FRACTION"]
 
 #: Median share of a PBC crop's side spanned by a white cell's equivalent diameter.
@@ -89,12 +94,13 @@ def outline(mask: np.ndarray, tolerance: float = 1.0) -> list:
     return [(float(p[0][0]), float(p[0][1])) for p in c]
 
 
-def split_cell(nucleus: np.ndarray, cell: np.ndarray, h: float = 0.3, min_share: float = 0.08) -> list:
+def split_cell(nucleus: np.ndarray, cell: np.ndarray, h: float = 0.2, min_share: float = 0.08) -> list:
     """Split a segmented cell into the disc-like parts that hold a nucleus: ``[(nucleus, cytoplasm), ...]``.
 
     The distance transform of ``cell``, in units of its equivalent radius ``r = sqrt(|cell| / pi)``
     (quantised to 0.01 r), has one regional maximum per disc-like part; its h-maxima (dynamic at least
-    ``h`` r: the regional maxima of ``f`` reconstructed from ``f - h``) seed a watershed of the negated transform inside ``cell``.
+    ``h`` r: the regional maxima of ``f`` reconstructed from ``f - h``) seed a watershed of the negated
+    transform inside ``cell``.
     A part whose nucleus pixels are at least ``min_share`` of the part and a tenth of the nucleus is a
     white cell; the other parts (red cells the cytoplasm grew into) are dropped. One disc gives the cell
     back unchanged; a part's nucleus pieces stay together, so a lobed nucleus is never split.
@@ -103,7 +109,7 @@ def split_cell(nucleus: np.ndarray, cell: np.ndarray, h: float = 0.3, min_share:
     ----------
     nucleus, cell : ndarray of shape (H, W), bool
         ``cell`` is a superset of ``nucleus``.
-    h : float, default 0.3
+    h : float, default 0.2
     min_share : float, default 0.08
 
     Returns
@@ -152,6 +158,109 @@ def split_cell(nucleus: np.ndarray, cell: np.ndarray, h: float = 0.3, min_share:
     return out
 
 
+def trim_red(lab: np.ndarray, cells: list, min_delta_e: float = 12.0, ring: float = 0.25) -> list:
+    """Drop from each cell the red-cell-coloured pixels its cytoplasm grew into.
+
+    The red-cell colour is the darker of two k-means clusters (Lab) of the pixels outside every cell (the
+    lighter one is the background). A cell's own cytoplasm colour is the median Lab colour of its pixels
+    within ``ring`` nucleus radii of its nucleus. When the two differ by at least ``min_delta_e`` (CIE76),
+    the cell keeps the pixels nearer its own colour than the red-cell colour, then the component holding
+    its nucleus, with holes filled. A cell whose cytoplasm looks like red cells (e.g. eosinophils) is kept
+    as it is.
+
+    Parameters
+    ----------
+    lab : ndarray of shape (H, W, 3), float32
+    cells : list of (ndarray, ndarray)
+        ``(nucleus, cell)`` masks, (H, W) bool each.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+    """
+    from hybridwbc.segment.colour import kmeans, stride
+    from hybridwbc.segment.morphology import fill_holes
+
+    outside = np.ones(lab.shape[:2], bool)
+    for _, c in cells:
+        outside &= ~c
+    px = lab[outside]
+    if px.shape[0] < 64:
+        return cells
+    centres, _ = kmeans(px[:: stride(px.shape[0], 4096)], 2)
+    red = centres[int(np.argmin(centres[:, 0]))]
+    out = []
+    for nuc, cell in cells:
+        rn = max(1, int(round(ring * np.sqrt(nuc.sum() / np.pi))))
+        near = cell & ~nuc & dilate(nuc, rn)
+        if near.sum() < 8:
+            out.append((nuc, cell))
+            continue
+        own = np.median(lab[near], axis=0)
+        if float(np.linalg.norm(own - red)) < min_delta_e:
+            out.append((nuc, cell))
+            continue
+        pix = lab[cell]
+        closer = np.linalg.norm(pix - own, axis=1) <= np.linalg.norm(pix - red, axis=1)
+        keep = np.zeros_like(cell)
+        keep[cell] = closer
+        keep |= nuc
+        n, cc, _, _ = components(keep)
+        votes = np.bincount(cc[nuc], minlength=n)
+        votes[0] = 0
+        out.append((nuc, fill_holes(cc == int(np.argmax(votes))) & cell | nuc))
+    return out
+
+
+def part_touching(cells: list) -> list:
+    """Share the pixels that touching or overlapping cells both claim: a watershed from their nuclei.
+
+    Cells whose masks meet are grouped; inside each group's union, a watershed of the negated distance
+    transform of the union, seeded by each cell's nucleus, gives every pixel to one cell, so round cells
+    that touch are cut along the neck between them.
+
+    Parameters
+    ----------
+    cells : list of (ndarray, ndarray)
+        ``(nucleus, cell)`` masks, (H, W) bool each.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        The same cells, with disjoint cell masks.
+    """
+    from skimage.segmentation import watershed
+
+    n = len(cells)
+    grown = [dilate(c, 1) for _, c in cells]
+    parent = list(range(n))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if np.any(grown[i] & cells[j][1]):
+                parent[root(j)] = root(i)
+    out = list(cells)
+    for g in {root(i) for i in range(n)}:
+        members = [i for i in range(n) if root(i) == g]
+        if len(members) < 2:
+            continue
+        union = np.zeros_like(cells[0][1])
+        markers = np.zeros(union.shape, np.int32)
+        for i in members:
+            union |= cells[i][1]
+        for k, i in enumerate(members):
+            markers[cells[i][0]] = k + 1
+        parts = watershed(-cv2.distanceTransform(as_u8(union), cv2.DIST_L2, 5), markers, mask=union)
+        for k, i in enumerate(members):
+            out[i] = (cells[i][0] & (parts == k + 1), parts == k + 1)
+    return out
+
+
 def locate_cells(image: np.ndarray, segmenter: Segmenter | None = None, min_nucleus_ratio: float = 0.2,
                  min_nucleus_px: int = 0, touch_px: int = 2) -> list:
     """Every white cell of a field.
@@ -183,6 +292,9 @@ def locate_cells(image: np.ndarray, segmenter: Segmenter | None = None, min_nucl
         return []
     pairs = [p for c in found.cells for p in split_cell(c.nucleus, c.cell)]
     cells = [(nuc, nuc | cyt) for nuc, cyt in pairs if nuc.any()]
+    cells = trim_red(rgb_to_lab(found.image), cells)
+    if len(cells) > 1:
+        cells = [(nuc, cell) for nuc, cell in part_touching(cells) if nuc.any()]
     areas = np.array([int(nuc.sum()) for nuc, _ in cells], float)
     floor = min_nucleus_ratio * float(np.median(areas))
     keep = [i for i, a in enumerate(areas) if a >= floor or a >= max(1, min_nucleus_px)]
