@@ -184,7 +184,7 @@ def review_html(classes, samples, cells: list, fields: list, title: str = "hybri
     return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
             + _CSS + "</style></head><body>"
             + f"<h1>{html.escape(title)}</h1><div id='bar'><button id='download'>Download corrections</button> "
-            + "<span id='n-corrected'>0</span> cells corrected. " + legend + "</div>"
+            + "cells corrected: <span id='n-corrected'>0</span>. " + legend + "</div>"
             + "<h2>Differential</h2>" + _differential(samples, classes)
             + "<h2>Cells (uncertain first); move a cell by choosing its class</h2>" + _galleries(cells, classes)
             + f"<h2>Fields ({len(fields)} shown)</h2>" + _fields(fields, cells, classes)

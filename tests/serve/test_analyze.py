@@ -220,3 +220,40 @@ def test_samples_from_a_csv_and_missing_input(tmp_path, save_png, rng):
 def test_cli_error_is_one_line(tmp_path, capsys):
     assert main([f"model={tmp_path / 'none'}", f"input={tmp_path}", f"output={tmp_path / 'o'}"]) == 1
     assert capsys.readouterr().err.startswith("hybridwbc: error: ")
+
+
+def test_review_page_in_a_browser_moves_a_cell_and_exports_corrections(analysed, browser, tmp_path):
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    cells = _read(analysed["out"] / "cells.csv")
+    browser.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow",
+                                                         "downloadPath": str(browser.download_dir)})
+    browser.get((analysed["out"] / "report.html").as_uri())
+    for c in CLASSES:
+        shown = browser.find_elements(By.CSS_SELECTOR, f".gallery[data-label='{c}'] figure.cell")
+        assert len(shown) == int((cells["label"] == c).sum())
+    table = browser.find_element(By.CSS_SELECTOR, "table.differential").text
+    assert "lymphocyte" in table and "95% CI (Wilson)" in table
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".field svg rect")) == len(cells)
+    fig = browser.find_element(By.CSS_SELECTOR, ".gallery[data-label='lymphocyte'] figure.cell")
+    cell_id = fig.get_attribute("data-id")
+    Select(fig.find_element(By.TAG_NAME, "select")).select_by_value("eosinophil")
+    moved = browser.find_element(By.CSS_SELECTOR, ".gallery[data-label='eosinophil'] figure.corrected")
+    assert moved.get_attribute("data-id") == cell_id
+    assert browser.find_element(By.ID, "n-corrected").text == "1"
+    browser.save_screenshot(str(tmp_path / "review.png"))
+    browser.find_element(By.ID, "download").click()
+    target = browser.download_dir / "corrections.csv"
+    for _ in range(100):
+        if target.is_file() and target.stat().st_size:
+            break
+        time.sleep(0.1)
+    corr = _read(target)
+    assert list(corr.columns) == ["cell_id", "sample", "field", "predicted", "verified"] and len(corr) == len(cells)
+    changed = corr[corr["predicted"] != corr["verified"]]
+    assert changed["cell_id"].tolist() == [cell_id] and changed["verified"].tolist() == ["eosinophil"]
+    res = verify(str(analysed["out"]), str(target), output=str(tmp_path / "verified"), min_count=5)
+    assert res["n_corrected"] == 1
