@@ -257,3 +257,36 @@ def test_review_page_in_a_browser_moves_a_cell_and_exports_corrections(analysed,
     assert changed["cell_id"].tolist() == [cell_id] and changed["verified"].tolist() == ["eosinophil"]
     res = verify(str(analysed["out"]), str(target), output=str(tmp_path / "verified"), min_count=5)
     assert res["n_corrected"] == 1
+
+
+def test_a_pyfunc_model_gives_the_same_cells(analysed, tmp_path):
+    from hybridwbc.serve.pyfunc import save_pyfunc
+
+    pdir = save_pyfunc(WBCPipeline.load(analysed["model"]), tmp_path / "pyfunc")
+    out = tmp_path / "via_pyfunc"
+    assert main([f"model={pdir}", f"input={analysed['root'] / 'slides'}", f"output={out}", "crop=96", "window=96",
+                 "n_jobs=1", "tracking=none"]) == 0
+    a, b = _read(analysed["out"] / "cells.csv"), _read(out / "cells.csv")
+    assert b["label"].tolist() == a["label"].tolist()
+    np.testing.assert_allclose(b["p_lymphocyte"], a["p_lymphocyte"])
+
+
+def test_cells_outside_the_training_domain_are_uncertain_with_the_reason(analysed, tmp_path):
+    from hybridwbc.models.domain import ApplicabilityDomain
+
+    pipe = WBCPipeline.load(analysed["model"])
+    m = scan(analysed["root"] / "cells", "folders").manifest
+    t = featurize_manifest(pipe.featurizer, m, progress=False)
+    domain = ApplicabilityDomain().fit(t.X)
+    domain.threshold_ = -1.0  # nothing is inside: every cell is a stranger
+    model = WBCPipeline(pipe.featurizer, pipe.estimator, domain=domain).save(tmp_path / "strict_model")
+    out = tmp_path / "ood"
+    assert main([f"model={model}", f"input={analysed['root'] / 'slides' / 'S1'}", f"output={out}", "crop=96",
+                 "window=96", "n_jobs=1", "tracking=none"]) == 0
+    cells = _read(out / "cells.csv")
+    assert (cells["status"] == "uncertain").all() and (cells["label"] == "uncertain").all()
+    assert cells["reason"].str.contains("outside the model's training domain").all()
+    assert cells["p_lymphocyte"].notna().all()
+    samples = _read(out / "samples.csv")
+    assert samples["n_counted"].iloc[0] == 0 and samples["n_uncertain"].iloc[0] == len(cells)
+    assert "many_uncertain" in samples["flags"].iloc[0]
