@@ -137,6 +137,21 @@ def _centres(rng, n, shape, radii, n_touching, n_border, margin, inner):
     return out
 
 
+def _paste(img, drawn, centres, cell_size) -> np.ndarray:
+    """Paste each drawn cell through its mask at its centre; the label map ((H, W) int32) of what shows."""
+    h, w = img.shape[:2]
+    lab_map = np.zeros((h, w), np.int32)
+    half = cell_size // 2
+    for i, (d, (cy, cx)) in enumerate(zip(drawn, centres)):
+        r0, c0 = int(round(cy)) - half, int(round(cx)) - half
+        ys, xs = np.nonzero(d.cell)
+        ys, xs = ys + r0, xs + c0
+        keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+        img[ys[keep], xs[keep]] = d.image[ys[keep] - r0, xs[keep] - c0]
+        lab_map[ys[keep], xs[keep]] = i + 1
+    return lab_map
+
+
 def draw_field(rng: np.random.Generator, labels: Sequence[str], shape: tuple = (480, 640), cell_size: int = 160,
                n_red: int = 60, n_platelets: int = 6, n_touching: int = 0, n_border: int = 0,
                classes: Sequence[str] | None = None) -> SyntheticField:
@@ -183,15 +198,7 @@ def draw_field(rng: np.random.Generator, labels: Sequence[str], shape: tuple = (
     inner = [float(np.sqrt(d.cell.sum() / np.pi)) for d in drawn]
     radii = [1.15 * r + 2 for r in inner]
     centres = _centres(rng, len(labels), shape, radii, n_touching, n_border, margin=6.0, inner=inner)
-    lab_map = np.zeros((h, w), np.int32)
-    half = cell_size // 2
-    for i, (d, (cy, cx)) in enumerate(zip(drawn, centres)):
-        r0, c0 = int(round(cy)) - half, int(round(cx)) - half
-        ys, xs = np.nonzero(d.cell)
-        ys, xs = ys + r0, xs + c0
-        keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
-        img[ys[keep], xs[keep]] = d.image[ys[keep] - r0, xs[keep] - c0]
-        lab_map[ys[keep], xs[keep]] = i + 1
+    lab_map = _paste(img, drawn, centres, cell_size)
     image = np.clip(np.rint(img + rng.normal(0, 2.0, img.shape)), 0, 255).astype(np.uint8)
     cells = []
     for i, lab in enumerate(labels):

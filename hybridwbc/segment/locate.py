@@ -105,18 +105,8 @@ def split_cell(nucleus: np.ndarray, cell: np.ndarray, h: float = 0.2, min_share:
     white cell; the other parts (red cells the cytoplasm grew into) are dropped. One disc gives the cell
     back unchanged; a part's nucleus pieces stay together, so a lobed nucleus is never split.
 
-    Parameters
-    ----------
-    nucleus, cell : ndarray of shape (H, W), bool
-        ``cell`` is a superset of ``nucleus``.
-    h : float, default 0.2
-    min_share : float, default 0.08
-
-    Returns
-    -------
-    list of (ndarray, ndarray)
-        ``(nucleus, cytoplasm)`` masks of shape (H, W), bool, disjoint; at least one (the input when nothing
-        splits off).
+    ``nucleus`` and ``cell`` are (H, W) bool masks, ``cell`` a superset of ``nucleus``; returns a list of at
+    least one ``(nucleus, cytoplasm)`` pair of disjoint (H, W) bool masks.
     """
     from skimage.morphology import local_maxima, reconstruction
     from skimage.segmentation import watershed

@@ -72,6 +72,14 @@ def _read(path: Path, columns: set, what: str, fix: str):
     return df
 
 
+def _inputs(folder: Path, corrections: str):
+    cells = _read(folder / "cells.csv", {"cell_id", "sample", "label", "status", "border"}, "cells table",
+                  "pass analysis=<the output folder of python -m hybridwbc.analyze>.")
+    corr = _read(Path(corrections), {"cell_id", "verified"}, "corrections file",
+                 "use the corrections.csv the review page downloads (columns cell_id, verified).")
+    return cells, corr, [c[2:] for c in cells.columns if c.startswith("p_")]
+
+
 def verify(analysis: str, corrections: str, output: str | None = None, min_count: int = 100,
            blast_threshold: float = 5.0, uncertain_share: float = 0.2, count_border: bool = False) -> dict:
     """Apply ``corrections`` to the analysis in ``analysis``; write the verified tables and the agreement.
@@ -95,11 +103,7 @@ def verify(analysis: str, corrections: str, output: str | None = None, min_count
     from hybridwbc.report.review import NOT_WBC
 
     folder = Path(analysis)
-    cells = _read(folder / "cells.csv", {"cell_id", "sample", "label", "status", "border"}, "cells table",
-                  "pass analysis=<the output folder of python -m hybridwbc.analyze>.")
-    corr = _read(Path(corrections), {"cell_id", "verified"}, "corrections file",
-                 "use the corrections.csv the review page downloads (columns cell_id, verified).")
-    classes = [c[2:] for c in cells.columns if c.startswith("p_")]
+    cells, corr, classes = _inputs(folder, corrections)
     unknown = sorted(set(corr["cell_id"]) - set(cells["cell_id"]))
     if unknown:
         raise ConfigError(f"Corrections {corrections!r} name {len(unknown)} cell(s) not in {str(folder)!r}, e.g. "
@@ -110,9 +114,8 @@ def verify(analysis: str, corrections: str, output: str | None = None, min_count
         raise ConfigError(f"Corrections {corrections!r} use label(s) {bad} that are not among {sorted(allowed)}. "
                           "Fix: choose each cell's class in the review page.")
     pre = cells["label"].where(cells["status"] == "ok", "uncertain").replace("", "uncertain")
-    verified = pre.copy()
     lookup = dict(zip(corr["cell_id"], corr["verified"]))
-    verified = pd.Series([lookup.get(i, v) for i, v in zip(cells["cell_id"], verified)], index=cells.index)
+    verified = pd.Series([lookup.get(i, v) for i, v in zip(cells["cell_id"], pre)], index=cells.index)
     out_cells = cells.assign(predicted=pre, verified=verified)
     counted = out_cells.assign(label=verified, border=cells["border"].str.lower() == "true",
                                status=["ok" if v in classes else "rejected" if v == NOT_WBC else "uncertain"
