@@ -3,7 +3,7 @@
     python -m hybridwbc.analyze model=<model> input=<folder, file, glob or CSV> output=<dir>
         [n_jobs=-1] [min_confidence=0] [max_pixels=64000000] [crop=360] [window=cell] [cell_fraction=0.37]
         [min_count=100] [blast_threshold=5] [uncertain_share=0.2] [count_border=false] [report_fields=60]
-        [batch=16] [tracking=<MLflow URI, or none>]
+        [batch=16] [min_nucleus_frac=0.002] [tracking=<MLflow URI, or none>]
 
 ``model`` is any saved cell model ``predict`` takes (a run's ``model/`` folder, a composed cascade,
 a pyfunc folder or a ``models:/`` URI). ``input`` names field images: a folder (searched
@@ -14,7 +14,9 @@ Each field is located (:func:`hybridwbc.segment.locate.locate_cells`: red cells 
 rejected, cells cut by the border flagged ``border``, touching cells flagged ``overlap``), each cell
 is cropped as the model's training cells were (``crop``: the model's input side; ``window``: the
 side cut from the field in pixels, or ``cell`` to scale by the cell's size, with
-``cell_fraction``), and classified. Below ``min_confidence``, or outside the model's training
+``cell_fraction``), and classified. ``min_nucleus_frac`` is the smallest nucleus the segmentation
+keeps, as a share of the field (doubled in field mode): lower it for fields at a lower magnification,
+where white cells span less than a sixth of the field's width. Below ``min_confidence``, or outside the model's training
 domain, a cell is ``uncertain`` (counted apart, never assigned). A file that cannot be read is
 an error row of ``fields.csv``; it never stops the batch.
 
@@ -42,7 +44,8 @@ __all__ = ["main", "parse_args", "analyze", "collect_fields", "model_classes", "
 USAGE = ("usage: python -m hybridwbc.analyze model=<model> input=<folder, file, glob or CSV> output=<dir> "
          "[n_jobs=-1] [min_confidence=0] [crop=360] [window=cell] [min_count=100] [tracking=<uri>|none] ...")
 _INT = {"crop": 1, "min_count": 0, "report_fields": 0, "batch": 1}
-_FLOAT = {"cell_fraction": (0.0, 1.0), "blast_threshold": (0.0, 100.0), "uncertain_share": (0.0, 1.0)}
+_FLOAT = {"cell_fraction": (0.0, 1.0), "blast_threshold": (0.0, 100.0), "uncertain_share": (0.0, 1.0),
+          "min_nucleus_frac": (0.0, 0.5)}
 _KEYS = {"model", "input", "output", "n_jobs", "min_confidence", "max_pixels", "window", "count_border", "tracking",
          *_INT, *_FLOAT}
 CELL_COLUMNS = ["sample", "field", "path", "cell_id", "row0", "col0", "row1", "col1", "row", "col", "area",
@@ -77,6 +80,9 @@ def parse_args(argv: list[str]) -> dict:
         if k not in _KEYS:
             raise ConfigError(f"Unknown argument {k!r}. Expected one of {sorted(_KEYS)}. {USAGE}")
         args[k] = v
+    missing = {"model", "input", "output"} - set(args)
+    if missing:
+        raise ConfigError(f"Missing argument(s) {sorted(missing)}. {USAGE}")
     base = {k: args.pop(k) for k in ("model", "input", "output", "n_jobs", "min_confidence", "max_pixels")
             if k in args}
     base = predict_args([f"{k}={v}" for k, v in base.items()])
@@ -88,8 +94,9 @@ def parse_args(argv: list[str]) -> dict:
     for k, (lo, hi) in _FLOAT.items():
         if k in args:
             args[k] = _number(k, args[k], float)
-            if not lo <= args[k] <= hi or (k == "cell_fraction" and args[k] == 0):
-                raise ConfigError(f"{k} must be in [{lo}, {hi}] (cell_fraction above 0); received {args[k]}.")
+            if not lo <= args[k] <= hi or (k in ("cell_fraction", "min_nucleus_frac") and args[k] == 0):
+                raise ConfigError(f"{k} must be in [{lo}, {hi}] (cell_fraction and min_nucleus_frac above 0); "
+                                  f"received {args[k]}.")
     if "window" in args and args["window"] != "cell":
         args["window"] = _number("window", args["window"], int)
         if args["window"] < 8:
@@ -189,7 +196,8 @@ def _stream(paths, samples, refused, n_jobs, settings):
 def analyze(model: str, input: str, output: str, n_jobs: int | None = None, min_confidence: float = 0.0,
             max_pixels: int | None = None, crop: int = 360, window="cell", cell_fraction: float = 0.37,
             min_count: int = 100, blast_threshold: float = 5.0, uncertain_share: float = 0.2,
-            count_border: bool = False, report_fields: int = 60, batch: int = 16, tracking: str | None = None) -> dict:
+            count_border: bool = False, report_fields: int = 60, batch: int = 16, tracking: str | None = None,
+            min_nucleus_frac: float = 0.002) -> dict:
     """Analyse every field named by ``input`` with ``model``; write the tables, GeoJSON and report to ``output``.
 
     Returns
@@ -213,13 +221,14 @@ def analyze(model: str, input: str, output: str, n_jobs: int | None = None, min_
     classes = model_classes(obj)
     paths, samples, refused = collect_fields(input)
     settings = CropSettings(crop=crop, window=window, cell_fraction=cell_fraction, max_pixels=max_pixels,
-                            field_thumb=480)
+                            field_thumb=480, min_nucleus_frac=min_nucleus_frac)
     tracker = _tracker(tracking, out)
     t0 = time.perf_counter()
     with tracker:
         tracker.log_params({"model": model, "input": input, "min_confidence": min_confidence, "crop": crop,
                             "window": window, "cell_fraction": cell_fraction, "min_count": min_count,
                             "blast_threshold": blast_threshold, "count_border": count_border,
+                            "min_nucleus_frac": min_nucleus_frac,
                             "classes": ",".join(classes)})
         state = _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confidence, settings,
                             report_fields, batch)

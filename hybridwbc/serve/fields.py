@@ -37,6 +37,9 @@ class CropSettings:
         Width of the field's JPEG thumbnail for the report; 0: none.
     thumb : int, default 96
         Side of each cell's JPEG thumbnail for the report.
+    min_nucleus_frac : float, default 0.002
+        The segmentation's smallest nucleus, as a share of the field's area (field mode doubles it): lower it
+        for fields at a lower magnification (:class:`~hybridwbc.segment.segmenter.Segmenter`).
     """
 
     crop: int = 360
@@ -45,6 +48,7 @@ class CropSettings:
     max_pixels: int | None = None
     field_thumb: int = 0
     thumb: int = 96
+    min_nucleus_frac: float = 0.002
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", quality: int = 85) -> bytes:
@@ -84,7 +88,7 @@ def _field_thumb(image: np.ndarray, width: int) -> str:
     return base64.b64encode(encode(small, "JPEG", 80)).decode("ascii")
 
 
-def process_field(path: str, settings: CropSettings, segmenter=None) -> dict:
+def process_field(path: str, settings: CropSettings) -> dict:
     """Read, locate and crop one field; never raises an ``Exception``.
 
     Returns
@@ -96,13 +100,14 @@ def process_field(path: str, settings: CropSettings, segmenter=None) -> dict:
     """
     from hybridwbc.data.io import DEFAULT_MAX_PIXELS, read_image
     from hybridwbc.segment.locate import background_colour, crop_cell, locate_cells
+    from hybridwbc.segment.segmenter import Segmenter
 
     out = {"status": "ok", "reason": "", "height": 0, "width": 0, "cells": [], "crops": [], "thumbs": [],
            "field_thumb": ""}
     try:
         image = read_image(path, max_pixels=settings.max_pixels or DEFAULT_MAX_PIXELS)
         out["height"], out["width"] = int(image.shape[0]), int(image.shape[1])
-        cells = locate_cells(image, segmenter)
+        cells = locate_cells(image, Segmenter(min_nucleus_frac=settings.min_nucleus_frac))
         fill = background_colour(image)
         out["crops"] = [encode(crop_cell(image, c, settings.crop, settings.window, settings.cell_fraction, fill))
                         for c in cells]

@@ -195,12 +195,13 @@ def test_analyze_arguments(tmp_path):
     base = ["model=m", "input=i", "output=o"]
     assert parse_args(base + ["window=cell", "crop=224", "count_border=true"])["count_border"] is True
     assert parse_args(base + ["window=200"])["window"] == 200
-    for bad, message in ((["oops"], "not key=value"), (["model=m"], "Missing argument"),
+    for bad, message in ((["oops"], "not key=value"), (["model=m"], r"Missing argument\(s\) \['input', 'output'\]\. usage: python -m hybridwbc.analyze"),
                          (base + ["colour=1"], "Unknown argument 'colour'"), (base + ["crop=0"], "crop must be"),
                          (base + ["crop=big"], "crop must be a int"), (base + ["cell_fraction=0"], "cell_fraction"),
                          (base + ["window=4"], "window must be 'cell'"),
                          (base + ["count_border=maybe"], "true or false"),
-                         (base + ["uncertain_share=2"], "uncertain_share must be in")):
+                         (base + ["uncertain_share=2"], "uncertain_share must be in"),
+                         (base + ["min_nucleus_frac=0"], "min_nucleus_frac above 0")):
         with pytest.raises(ConfigError, match=message):
             parse_args(bad)
 
