@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hybridwbc.report.geojson import class_colour
 
-__all__ = ["write_review", "review_html", "NOT_WBC"]
+__all__ = ["write_review", "NOT_WBC"]
 
 #: The label a reviewer gives a detection that is not a white cell.
 NOT_WBC = "not_wbc"
@@ -130,70 +130,91 @@ def _figure(cell: dict, options: list) -> str:
             f"<select>{sel}</select></figure>")
 
 
-def _galleries(cells: list, classes: list) -> str:
+def _cells(source):
+    """The cells of ``source``: a list of dicts, or a JSON-lines file of them (read lazily)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+    else:
+        yield from source
+
+
+def _shown_label(c: dict, options) -> str:
+    return c["label"] if c["status"] == "ok" and c["label"] in options else "uncertain"
+
+
+def _write_galleries(out, source, classes: list) -> None:
+    """One gallery per label, ``uncertain`` first: one pass to count, one pass per label to write."""
     options = ["uncertain", *classes, NOT_WBC]
-    by = {o: [] for o in options}
-    for c in cells:
-        by["uncertain" if c["status"] != "ok" else c["label"] if c["label"] in by else "uncertain"].append(c)
-    out = []
+    counts = {o: 0 for o in options}
+    for c in _cells(source):
+        counts[_shown_label(c, options)] += 1
     for o in options:
         colour = _hex(class_colour(o, classes))
-        out.append(f"<h3>{html.escape(o)} ({len(by[o])})</h3><div class='gallery' data-label='{html.escape(o)}' "
-                   f"style='--c:{colour}'>" + "".join(_figure(c, options) for c in by[o]) + "</div>")
-    return "\n".join(out)
+        out.write(f"<h3>{html.escape(o)} ({counts[o]})</h3><div class='gallery' data-label='{html.escape(o)}' "
+                  f"style='--c:{colour}'>")
+        if counts[o]:
+            for c in _cells(source):
+                if _shown_label(c, options) == o:
+                    out.write(_figure(c, options))
+        out.write("</div>\n")
 
 
-def _fields(fields: list, cells: list, classes: list) -> str:
-    by_field: dict = {}
-    for c in cells:
-        by_field.setdefault((c["sample"], c["field"]), []).append(c)
-    out = []
+def _write_fields(out, fields: list, source, classes: list) -> None:
+    shown = {(f["sample"], f["field"]): [] for f in fields}
+    for c in _cells(source):
+        key = (c["sample"], c["field"])
+        if key in shown:
+            shown[key].append(c)
     for f in fields:
         w, h = int(f["width"]), int(f["height"])
         rects = []
-        for c in by_field.get((f["sample"], f["field"]), []):
+        for c in shown[(f["sample"], f["field"])]:
             label = c["label"] if c["status"] == "ok" else "uncertain"
             rects.append(f"<rect data-id='{html.escape(c['cell_id'], quote=True)}' x='{c['col0']}' y='{c['row0']}' "
                          f"width='{int(c['col1']) - int(c['col0'])}' height='{int(c['row1']) - int(c['row0'])}' "
                          f"fill='none' stroke-width='{max(2, w // 200)}' stroke='{_hex(class_colour(label, classes))}'>"
                          f"<title>{html.escape(c['cell_id'])}: {html.escape(label)}</title></rect>")
         name = html.escape(f"{f['sample']}/{f['field']}")
-        out.append(f"<div class='field' title='{name}'><img src='data:image/jpeg;base64,{f['thumb']}' width='480'>"
-                   f"<svg width='480' height='{round(480 * h / max(1, w))}' viewBox='0 0 {w} {h}'>"
-                   f"{''.join(rects)}</svg>"
-                   f"<div>{name}</div></div>")
-    return "\n".join(out)
+        out.write(f"<div class='field' title='{name}'><img src='data:image/jpeg;base64,{f['thumb']}' width='480'>"
+                  f"<svg width='480' height='{round(480 * h / max(1, w))}' viewBox='0 0 {w} {h}'>"
+                  f"{''.join(rects)}</svg><div>{name}</div></div>\n")
 
 
-def review_html(classes, samples, cells: list, fields: list, title: str = "hybridwbc review") -> str:
-    """The review page as a string (see the module docstring).
+def write_review(path: str | os.PathLike, classes, samples, cells, fields: list,
+                 title: str = "hybridwbc review") -> Path:
+    """Write the review page (see the module docstring) to ``path``, streaming the cells; returns the path.
 
     Parameters
     ----------
+    path : path-like
     classes : sequence of str
     samples : DataFrame
         ``samples.csv`` rows (:func:`hybridwbc.evaluate.differential.differential` columns).
-    cells : list of dict
-        ``cells.csv`` rows, each with ``thumb`` (base64 JPEG).
+    cells : list of dict, or path-like
+        ``cells.csv`` rows, each with ``thumb`` (base64 JPEG); or a JSON-lines file of them, read a few
+        times and never held whole, so a page of any number of cells is written in bounded memory.
     fields : list of dict
-        ``sample``, ``field``, ``thumb`` (base64 JPEG, 480 px wide), ``height``, ``width`` (of the field).
+        The fields shown: ``sample``, ``field``, ``thumb`` (base64 JPEG, 480 px wide), ``height``, ``width``.
     """
     classes = list(classes)
     colours = {o: _hex(class_colour(o, classes)) for o in ["uncertain", *classes, NOT_WBC]}
     legend = " ".join(f"<span style='color:{v}'>■ {html.escape(k)}</span>" for k, v in colours.items())
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
-            + _CSS + "</style></head><body>"
-            + f"<h1>{html.escape(title)}</h1><div id='bar'><button id='download'>Download corrections</button> "
-            + "cells corrected: <span id='n-corrected'>0</span>. " + legend + "</div>"
-            + "<h2>Differential</h2>" + _differential(samples, classes)
-            + "<h2>Cells (uncertain first); move a cell by choosing its class</h2>" + _galleries(cells, classes)
-            + f"<h2>Fields ({len(fields)} shown)</h2>" + _fields(fields, cells, classes)
-            + "<script type='application/json' id='colours'>" + json.dumps(colours).replace("</", "<\\/") + "</script>"
-            + "<script>" + _JS + "</script></body></html>")
-
-
-def write_review(path: str | os.PathLike, classes, samples, cells: list, fields: list) -> Path:
-    """Write :func:`review_html` to ``path``; returns the path."""
     path = Path(path)
-    path.write_text(review_html(classes, samples, cells, fields), encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+                  + _CSS + "</style></head><body>"
+                  + f"<h1>{html.escape(title)}</h1><div id='bar'><button id='download'>Download corrections</button> "
+                  + "cells corrected: <span id='n-corrected'>0</span>. " + legend + "</div>"
+                  + "<h2>Differential</h2>" + _differential(samples, classes)
+                  + "<h2>Cells (uncertain first); move a cell by choosing its class</h2>")
+        _write_galleries(out, cells, classes)
+        out.write(f"<h2>Fields ({len(fields)} shown)</h2>")
+        _write_fields(out, fields, cells, classes)
+        out.write("<script type='application/json' id='colours'>" + json.dumps(colours).replace("</", "<\\/")
+                  + "</script><script>" + _JS + "</script></body></html>")
+    os.replace(tmp, path)
     return path

@@ -31,6 +31,8 @@ corrections with ``python -m hybridwbc.verify``. Every analysis is an MLflow run
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 import sys
 import time
@@ -156,6 +158,12 @@ def _tracker(spec: str | None, output: Path):
     return Tracker(enabled, uri, str(root / "mlartifacts"), "analyze")
 
 
+def _plain(v):
+    """A JSON-ready value: numpy scalars as Python ones, NaN as None."""
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
 def _cell_rows(sample, field, path, rec, part, classes) -> list[dict]:
     rows = []
     for k, cell in enumerate(rec["cells"]):
@@ -252,9 +260,12 @@ def _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confiden
 
     cell_cols = CELL_COLUMNS + ["label", "confidence"] + [f"p_{c}" for c in classes] + ["status", "reason"]
     field_cols = ["sample", "field", "path", "status", "reason", "height", "width", "n_cells", "seconds"]
-    state = {"report_cells": [], "report_fields": [], "n_fields": 0}
+    state = {"report_cells": out / ".review_cells.jsonl", "report_fields": [], "n_fields": 0}
+    keep = ("sample", "field", "cell_id", "row0", "col0", "row1", "col1", "border", "overlap", "label", "confidence",
+            "status", "reason")
     with open(out / "cells.csv", "w", newline="", encoding="utf-8") as fc, \
-            open(out / "fields.csv", "w", newline="", encoding="utf-8") as ff:
+            open(out / "fields.csv", "w", newline="", encoding="utf-8") as ff, \
+            open(state["report_cells"], "w", encoding="utf-8") as fr:
         wc = csv.DictWriter(fc, fieldnames=cell_cols)
         wf = csv.DictWriter(ff, fieldnames=field_cols)
         wc.writeheader()
@@ -279,7 +290,8 @@ def _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confiden
                 if rec["status"] == "ok":
                     write_field_geojson(out / "geojson" / sample / f"{Path(field).stem}.geojson", rows,
                                         rec["cells"], classes)
-                state["report_cells"] += [{**r, "thumb": t} for r, t in zip(rows, rec["thumbs"])]
+                for r, t in zip(rows, rec["thumbs"]):  # the review page's cells wait on disk, not in memory
+                    fr.write(json.dumps({**{k: _plain(r[k]) for k in keep}, "thumb": t}) + "\n")
                 if rec["field_thumb"] and len(state["report_fields"]) < report_fields:
                     state["report_fields"].append({"sample": sample, "field": field, "thumb": rec["field_thumb"],
                                                    "height": rec["height"], "width": rec["width"]})
@@ -316,6 +328,7 @@ def _summarise(cells, fields, classes, rules, out, state, tracker) -> dict:
     samples.to_csv(out / "samples.csv", index=False)
     total = differential(cells, classes, rules) if len(cells) else {"n_counted": 0, "n_uncertain": 0}
     write_review(out / "report.html", classes, samples, state["report_cells"], state["report_fields"])
+    os.remove(state["report_cells"])
     metrics = {"n_fields": len(fields), "n_error_fields": int((fields["status"] == "error").sum()),
                "n_cells": len(cells), "n_counted": total["n_counted"], "n_uncertain": total["n_uncertain"]}
     metrics.update({f"count.{c}": total.get(f"n_{c}", 0) for c in classes})

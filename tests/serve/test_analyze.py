@@ -195,7 +195,8 @@ def test_analyze_arguments(tmp_path):
     base = ["model=m", "input=i", "output=o"]
     assert parse_args(base + ["window=cell", "crop=224", "count_border=true"])["count_border"] is True
     assert parse_args(base + ["window=200"])["window"] == 200
-    for bad, message in ((["oops"], "not key=value"), (["model=m"], r"Missing argument\(s\) \['input', 'output'\]\. usage: python -m hybridwbc.analyze"),
+    missing = r"Missing argument\(s\) \['input', 'output'\]\. usage: python -m hybridwbc.analyze"
+    for bad, message in ((["oops"], "not key=value"), (["model=m"], missing),
                          (base + ["colour=1"], "Unknown argument 'colour'"), (base + ["crop=0"], "crop must be"),
                          (base + ["crop=big"], "crop must be a int"), (base + ["cell_fraction=0"], "cell_fraction"),
                          (base + ["window=4"], "window must be 'cell'"),
