@@ -88,6 +88,10 @@ def _fmt(v, digits=1) -> str:
     return "–" if not math.isfinite(f) else f"{f:.{digits}f}"
 
 
+def _interval(lo, hi) -> str:
+    return "–" if _fmt(lo) == "–" else f"{_fmt(lo)}–{_fmt(hi)}"
+
+
 def _differential(samples, classes) -> str:
     out = []
     for _, s in samples.iterrows():
@@ -104,13 +108,13 @@ def _differential(samples, classes) -> str:
             verified = f"<td class='verified' data-sample='{sample}' data-label='{ce}'></td>"
             if c in classes:
                 out.append(f"<tr><td>{ce}</td><td class='n'>{int(s[f'n_{c}'])}</td><td>{_fmt(s[f'pct_{c}'])}</td>"
-                           f"<td>{_fmt(s[f'ci_low_{c}'])}–{_fmt(s[f'ci_high_{c}'])}</td>{verified}</tr>")
+                           f"<td>{_interval(s[f'ci_low_{c}'], s[f'ci_high_{c}'])}</td>{verified}</tr>")
             else:
                 n = int(s["n_uncertain"]) if c == "uncertain" else 0
                 out.append(f"<tr><td>{ce}</td><td class='n'>{n}</td><td></td><td></td>{verified}</tr>")
         if not math.isnan(float(s.get("blast_pct", float("nan")))):
             out.append(f"<tr><td>blasts</td><td></td><td>{_fmt(s['blast_pct'])}</td>"
-                       f"<td>{_fmt(s['blast_ci_low'])}–{_fmt(s['blast_ci_high'])}</td><td></td></tr>")
+                       f"<td>{_interval(s['blast_ci_low'], s['blast_ci_high'])}</td><td></td></tr>")
         out.append("</table>")
     return "\n".join(out)
 
@@ -119,7 +123,8 @@ def _figure(cell: dict, options: list) -> str:
     label = cell["label"] if cell["status"] == "ok" else "uncertain"
     conf = cell.get("confidence")
     flags = [f for f in ("border", "overlap") if str(cell.get(f)).lower() == "true"]
-    caption = " ".join([_fmt(conf, 2), *flags])
+    guess = f"{cell['guess']}? " if label == "uncertain" and cell.get("guess") else ""
+    caption = html.escape(guess) + " ".join([_fmt(conf, 2), *flags])
     sel = "".join(f"<option value='{html.escape(o)}'{' selected' if o == label else ''}>{html.escape(o)}</option>"
                   for o in options)
     attrs = " ".join(f"data-{k}='{html.escape(str(v), quote=True)}'" for k, v in

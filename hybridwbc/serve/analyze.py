@@ -164,6 +164,13 @@ def _plain(v):
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
+def _guess(row: dict, classes) -> str:
+    """The most probable class of a cell row ("" without probabilities): shown beside an uncertain cell."""
+    p = [(float(row.get(f"p_{c}")), c) for c in classes if row.get(f"p_{c}") is not None
+         and not math.isnan(float(row.get(f"p_{c}")))]
+    return max(p)[1] if p else ""
+
+
 def _cell_rows(sample, field, path, rec, part, classes) -> list[dict]:
     rows = []
     for k, cell in enumerate(rec["cells"]):
@@ -291,7 +298,8 @@ def _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confiden
                     write_field_geojson(out / "geojson" / sample / f"{Path(field).stem}.geojson", rows,
                                         rec["cells"], classes)
                 for r, t in zip(rows, rec["thumbs"]):  # the review page's cells wait on disk, not in memory
-                    fr.write(json.dumps({**{k: _plain(r[k]) for k in keep}, "thumb": t}) + "\n")
+                    fr.write(json.dumps({**{k: _plain(r[k]) for k in keep}, "thumb": t, "guess": _guess(r, classes)})
+                             + "\n")
                 if rec["field_thumb"] and len(state["report_fields"]) < report_fields:
                     state["report_fields"].append({"sample": sample, "field": field, "thumb": rec["field_thumb"],
                                                    "height": rec["height"], "width": rec["width"]})

@@ -15,7 +15,7 @@ CLASSES = ["lymphocyte", "neutrophil"]
 def _rows():
     base = {"sample": "S", "field": "f.png", "row0": 1, "col0": 2, "row1": 11, "col1": 12, "border": False,
             "overlap": False, "confidence": 0.9, "reason": "", "thumb": "AAAA", "p_lymphocyte": 0.9,
-            "p_neutrophil": 0.1}
+            "p_neutrophil": 0.1, "guess": "lymphocyte"}
     return [{**base, "cell_id": "S/f.png#0", "label": "lymphocyte", "status": "ok"},
             {**base, "cell_id": "S/f.png#1", "label": "uncertain", "status": "uncertain", "reason": "far <away>"},
             {**base, "cell_id": "S/f.png#2", "label": "neutrophil", "status": "ok", "border": True}]
@@ -34,6 +34,7 @@ def test_page_lists_every_cell_once_in_its_gallery(tmp_path):
     at = [page.index(f"class='gallery' data-label='{c}'") for c in ("uncertain", "lymphocyte", NOT_WBC)]
     assert at == sorted(at)
     assert "far &lt;away&gt;" in page and "far <away>" not in page
+    assert "<figcaption>lymphocyte? 0.90</figcaption>" in page  # an uncertain cell shows the model's guess
     assert "corrections.csv" in page and "<svg width='480' height='320'" in page
 
 
