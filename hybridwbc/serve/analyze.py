@@ -20,9 +20,9 @@ where white cells span less than a sixth of the field's width. Below ``min_confi
 domain, a cell is ``uncertain`` (counted apart, never assigned). A file that cannot be read is
 an error row of ``fields.csv``; it never stops the batch.
 
-Writes into ``output``: ``cells.csv`` (one row per cell), ``fields.csv``, ``samples.csv`` (the
-differential with 95% Wilson intervals, the blast percentage where the model has a blast class,
-and flags), ``report.html`` (the review page: open it from disk, correct cells, download
+Writes into ``output``: ``cells.csv`` (one row per cell), ``fields.csv`` (status, reason and counts
+per field), ``samples.csv`` (the differential with 95% Wilson intervals, the blast percentage where the
+model has a blast class, and flags), ``report.html`` (the review page: open it from disk, correct cells, download
 ``corrections.csv``), and ``geojson/<sample>/<field>.geojson`` (cells as QuPath objects). Apply
 corrections with ``python -m hybridwbc.verify``. Every analysis is an MLflow run (experiment
 ``analyze``; ``tracking=none`` turns it off).
@@ -318,8 +318,25 @@ def _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confiden
     return state
 
 
+def _field_counts(fields, cells, classes, rules):
+    """``fields`` with each field's ``n_counted``, ``n_uncertain``, ``n_border`` and ``n_<class>``."""
+    import pandas as pd
+
+    from hybridwbc.evaluate.differential import differential
+
+    keys = ["n_counted", "n_uncertain", "n_border", *[f"n_{c}" for c in classes]]
+    per = {}
+    if len(cells):
+        for key, g in cells.groupby(["sample", "field"], sort=False):
+            d = differential(g, classes, rules)
+            per[key] = {k: d[k] for k in keys}
+    zero = dict.fromkeys(keys, 0)
+    extra = pd.DataFrame([per.get(k, zero) for k in zip(fields["sample"], fields["field"])], columns=keys)
+    return pd.concat([fields.reset_index(drop=True), extra], axis=1)
+
+
 def _summarise(cells, fields, classes, rules, out, state, tracker) -> dict:
-    """Write ``samples.csv`` and the report; log the counts and artifacts to the run."""
+    """Write ``samples.csv``, the per-field counts and the report; log the counts and artifacts to the run."""
     import pandas as pd
 
     from hybridwbc.evaluate.differential import differential
@@ -334,6 +351,7 @@ def _summarise(cells, fields, classes, rules, out, state, tracker) -> dict:
                      **differential(c, classes, rules)})
     samples = pd.DataFrame(rows)
     samples.to_csv(out / "samples.csv", index=False)
+    _field_counts(fields, cells, classes, rules).to_csv(out / "fields.csv", index=False)
     total = differential(cells, classes, rules) if len(cells) else {"n_counted": 0, "n_uncertain": 0}
     write_review(out / "report.html", classes, samples, state["report_cells"], state["report_fields"])
     os.remove(state["report_cells"])

@@ -82,6 +82,9 @@ def test_counts_match_the_slides_by_construction(analysed):
             assert low <= pct <= high
         assert samples.loc[slide, "flags"] == ""  # 5 counted cells >= min_count=5, nothing uncertain
     fields = _read(analysed["out"] / "fields.csv")
+    for _, f in fields.iterrows():
+        inside = truth[(truth["path"] == f"{f['sample']}/{f['field']}") & ~truth["border"]]
+        assert f["n_counted"] == len(inside) and f["n_lymphocyte"] == (inside["label"] == "lymphocyte").sum()
     bad = fields[fields["field"] == "broken.jpg"]
     assert bad["status"].tolist() == ["error"] and "ImageReadError" in bad["reason"].iloc[0]
     assert samples.loc["S2", "n_error_fields"] == 1
