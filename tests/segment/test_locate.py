@@ -89,3 +89,23 @@ def test_crop_cell_centres_the_cell_at_the_model_scale():
     with pytest.raises(ConfigError, match="positive pixel sizes"):
         crop_cell(image, cell, 40, window="big")
     assert outline(np.zeros((5, 5), bool)) == []
+
+
+@pytest.mark.realdata
+def test_bccd_white_cells_are_found(real_data):
+    import xml.etree.ElementTree as ET
+
+    from hybridwbc.data.io import read_image
+
+    root = real_data / "bccd"
+    if not (root / "Annotations").is_dir():
+        pytest.skip(f"BCCD is absent from {real_data}")
+    n_match = n_det = n_ref = 0
+    for xml in sorted((root / "Annotations").glob("*.xml"))[:30]:
+        refs = [tuple(float(o.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+                for o in ET.parse(xml).getroot().iter("object") if (o.findtext("name") or "").strip() == "WBC"]
+        found = locate_cells(read_image(root / "JPEGImages" / f"{xml.stem}.jpg"))
+        n_match += len(match_boxes(_boxes(found), refs))
+        n_det, n_ref = n_det + len(found), n_ref + len(refs)
+    scores = detection_scores(n_match, n_det, n_ref)
+    assert scores["recall"] >= 0.95 and scores["precision"] >= 0.9, scores
