@@ -58,7 +58,8 @@ def _number(key, value, kind):
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key} must be a {kind.__name__}; received {value!r}. {USAGE}") from None
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{key} must be {what}; received {value!r}. {USAGE}") from None
 
 
 def parse_args(argv: list[str]) -> dict:

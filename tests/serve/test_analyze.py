@@ -201,7 +201,8 @@ def test_analyze_arguments(tmp_path):
     missing = r"Missing argument\(s\) \['input', 'output'\]\. usage: python -m hybridwbc.analyze"
     for bad, message in ((["oops"], "not key=value"), (["model=m"], missing),
                          (base + ["colour=1"], "Unknown argument 'colour'"), (base + ["crop=0"], "crop must be"),
-                         (base + ["crop=big"], "crop must be a int"), (base + ["cell_fraction=0"], "cell_fraction"),
+                         (base + ["crop=big"], "crop must be an integer; received 'big'"),
+                         (base + ["cell_fraction=0"], "cell_fraction"),
                          (base + ["window=4"], "window must be 'cell'"),
                          (base + ["count_border=maybe"], "true or false"),
                          (base + ["uncertain_share=2"], "uncertain_share must be in"),
