@@ -275,6 +275,12 @@ def test_a_pyfunc_model_gives_the_same_cells(analysed, tmp_path):
     a, b = _read(analysed["out"] / "cells.csv"), _read(out / "cells.csv")
     assert b["label"].tolist() == a["label"].tolist()
     np.testing.assert_allclose(b["p_lymphocyte"], a["p_lymphocyte"])
+    from hybridwbc.serve.fields import classify_crops, encode
+    from hybridwbc.serve.predict import load_model
+
+    crop = encode(np.full((96, 96, 3), 200, np.uint8))
+    with pytest.raises(ConfigError, match="min_confidence"):
+        classify_crops(load_model(str(pdir)), [crop], ["c"], 1, min_confidence=2.0)
 
 
 def test_cells_outside_the_training_domain_are_uncertain_with_the_reason(analysed, tmp_path):
