@@ -2,7 +2,7 @@
 
 Trains (or takes ``--model``) a wbc5 model (handcrafted features + SVM, ``data.max_per_class=60``), writes a
 table of ``--n`` PBC image paths (spread over the classes, read from disk), then scores it twice:
-``python -m hybridwbc.predict``'s function with ``n_jobs=<cores>`` and ``hybridwbc.scale.spark.score_table``
+``predict``'s batch path (``WBCPipeline.predict_paths``, ``n_jobs=<cores>``) and ``hybridwbc.scale.spark.score_table``
 on ``local[<cores>]`` (``mlflow.pyfunc.spark_udf``, ``env_manager="local"``). Spark's session start is
 timed apart from the scoring. The last line is JSON with ``predict_img_per_s``, ``spark_img_per_s``,
 ``ratio`` (Spark / predict throughput), ``identical`` (same rows, labels, statuses and probabilities
@@ -49,7 +49,7 @@ def main() -> None:
     import pandas as pd
 
     from hybridwbc.scale.spark import score_table, spark_session
-    from hybridwbc.serve.predict import predict
+    from hybridwbc.serve.pipeline import WBCPipeline
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
@@ -61,8 +61,10 @@ def main() -> None:
         tmp = Path(tmp)
         model = args.model or train(tmp)
         table = image_table(Path(args.root), args.n, tmp / "table.csv")
-        t = time.perf_counter()
-        want = predict(model, str(table), str(tmp / "predict.csv"), n_jobs=args.cores)
+        paths = pd.read_csv(table)["path"].tolist()
+        pipeline = WBCPipeline.load(model)
+        t = time.perf_counter()  # what `predict` does once it has the paths (its CSV input refuses paths
+        want = pipeline.predict_paths(paths, n_jobs=args.cores)  # outside the CSV's folder, as the data are here)
         predict_s = time.perf_counter() - t
         t = time.perf_counter()
         spark = spark_session(f"local[{args.cores}]", app="hybridwbc-bench")

@@ -6,6 +6,8 @@
 
 The table needs a ``path`` column (one image per row; a relative path resolves against the table's
 folder; every executor must be able to read the paths: a shared file system or object store mount).
+Unlike ``predict``'s CSV manifests, a table may name images outside its own folder (a data lake's
+tables usually do): it is trusted input, so keep write access to it as tight as to the images.
 The model is applied with ``mlflow.pyfunc.spark_udf(..., env_manager="local")``: each Python worker
 loads the hash-checked pyfunc model once and reads its rows' images itself, so the driver never sees a
 pixel. The output has exactly the columns of ``python -m hybridwbc.predict`` (``path, label, confidence,
@@ -129,11 +131,11 @@ def score_table(model: str, input: str, output: str, master: str | None = "local
         df = df.select(path.alias("path"))
         if partitions:
             df = df.repartition(int(partitions))
-        scored = df.select(udf(F.struct("path")).alias("r")).select("r.*").cache()
+        scored = df.select(udf(F.struct("path")).alias("r")).select("r.*")
         writer = scored.write.mode("overwrite")
         (writer.option("header", True).csv(output) if fmt == "csv" else writer.parquet(output))
-        counts = {r["status"]: r["count"] for r in scored.groupBy("status").count().collect()}
-        scored.unpersist()
+        written = spark.read.option("header", True).csv(output) if fmt == "csv" else spark.read.parquet(output)
+        counts = {r["status"]: r["count"] for r in written.groupBy("status").count().collect()}  # no rescoring
     out = {"rows": sum(counts.values()), "errors": counts.get("error", 0),
            "out_of_domain": counts.get(OUT_OF_DOMAIN, 0), "output": output}
     print(f"hybridwbc: scored {out['rows']} rows on Spark -> {output} ({out['errors']} errors, "
