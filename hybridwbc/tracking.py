@@ -7,6 +7,13 @@ deprecated), creates the experiment with an artifact location under
 disabled every call is a no-op, and artifacts stay in the Hydra run folder.
 A run that raises is ended with status ``FAILED`` and its error is logged.
 MLflow is imported lazily.
+
+So that the MLflow UI reads at a glance: runs are named ``<experiment> · <method> · seed <k>``
+(:func:`run_name`; a comparison's methods are nested under it), experiments carry the tag the UI reads for
+the experiment type (:data:`EXPERIMENT_KIND_TAG` = ``custom_model_development``, so they open on the
+model-training view, not the GenAI one), each run logs its data as an MLflow dataset
+(:meth:`Tracker.log_dataset`: name, source, digest, rows; the Dataset column), and
+:func:`quiet_third_party` silences MLflow's progress bars and INFO chatter.
 """
 
 from __future__ import annotations
@@ -18,11 +25,36 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Tracker", "flatten"]
+__all__ = ["Tracker", "flatten", "run_name", "dataset_name", "quiet_third_party", "EXPERIMENT_KIND_TAG",
+           "EXPERIMENT_KIND"]
 
 log = logging.getLogger(__name__)
 
 _MAX_PARAM = 500
+
+#: The experiment tag MLflow's UI (3.x) reads to pick an experiment's view (``mlflow/server/js``: the
+#: ``ExperimentKind`` enum); ``custom_model_development`` is its "Machine learning" (model-training) view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def run_name(experiment: str, method: str, seed) -> str:
+    """The run name the UI lists: ``<experiment> · <method> · seed <k>``."""
+    return f"{experiment} · {method} · seed {seed}"
+
+
+def dataset_name(data: str, source: str) -> str:
+    """The name a run's dataset has in the UI: the data set's name, marked when it is the synthetic stand-in."""
+    return data if source == "real" else f"{data} (built-in synthetic)"
+
+
+def quiet_third_party() -> None:
+    """No MLflow progress bars ("Downloading artifacts") or INFO lines (database creation, signature
+    checks) in a run's log; warnings and errors still show. Idempotent; call it after MLflow is imported
+    (MLflow sets its loggers' level when it is imported)."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    for name in ("mlflow", "alembic", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -97,6 +129,7 @@ class Tracker:
         self._mlflow = None
         self._parent: "Tracker | None" = None
         self._experiment_id: str | None = None
+        self._dataset: tuple | None = None
 
     @property
     def is_child(self) -> bool:
@@ -114,12 +147,15 @@ class Tracker:
             return self
         import mlflow
 
+        quiet_third_party()
         self._mlflow = mlflow
         if self._parent is not None:
             run = mlflow.start_run(experiment_id=self._parent._experiment_id, run_name=self.run_name, nested=True)
             self._experiment_id = self._parent._experiment_id
             self.run_id = run.info.run_id
             mlflow.set_tag("parent_run_id", self._parent.run_id)
+            if self._parent._dataset is not None:  # each method's run shows the data it was evaluated on
+                self.log_dataset(*self._parent._dataset)
             return self
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -127,13 +163,16 @@ class Tracker:
         exp = mlflow.get_experiment_by_name(self.experiment)
         if exp is None:
             location = Path(self.artifact_root).resolve() / self.experiment
-            exp_id = mlflow.create_experiment(self.experiment, artifact_location=location.as_uri())
+            exp_id = mlflow.create_experiment(self.experiment, artifact_location=location.as_uri(),
+                                              tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         else:
             exp_id = exp.experiment_id
+            if EXPERIMENT_KIND_TAG not in exp.tags:  # made before the tag existed: the UI would guess GenAI
+                mlflow.MlflowClient().set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self._experiment_id = exp_id
         run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name)
         self.run_id = run.info.run_id
-        log.info("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.uri)
+        log.debug("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.uri)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -180,3 +219,23 @@ class Tracker:
             self._mlflow.log_artifacts(str(p), artifact_path=artifact_path)
         elif p.is_file():
             self._mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+    def log_dataset(self, table, name: str, source: str | os.PathLike, digest: str, context: str = "training") -> None:
+        """Log the run's data (``mlflow.log_input``): a dataset named ``name`` read from the folder ``source``,
+        identified by ``digest`` (the manifest hash), whose profile counts ``table``'s rows. ``table`` is the
+        manifest (one row per image); MLflow stores its schema and row count, not the rows."""
+        self._dataset = (table, name, source, digest, context)
+        if self._mlflow is None:
+            return
+        import json
+
+        from mlflow.data import from_pandas
+        from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+
+        # a local folder, named explicitly: resolving a bare path makes MLflow warn that it is ambiguous
+        src = get_dataset_source_from_json(json.dumps({"uri": str(source)}), "local")
+        self._mlflow.log_input(from_pandas(table, source=src, name=name, digest=digest[:36]), context=context)
+
+    def describe(self, text: str) -> None:
+        """Set the run's description (the note the UI shows on the run page)."""
+        self.set_tags({"mlflow.note.content": text})

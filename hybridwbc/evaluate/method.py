@@ -74,6 +74,10 @@ class RunData:
         Whether the rows carry subject ids (bootstrap and per-subject scores resample them).
     banner : str
         Where the data came from, for the run's summary lines.
+    skip_reason : ndarray of shape (n,), object, optional
+        Why the featurizer skipped a row (``""``: featurized).
+    source : {"real", "synthetic"}
+        Whether the rows are real images or the built-in synthetic stand-in (model cards say which).
     """
 
     cfg: object
@@ -85,6 +89,7 @@ class RunData:
     subjects: bool
     banner: str = ""
     skip_reason: np.ndarray | None = None
+    source: str = "real"
 
     def usable(self, input_kind: str) -> np.ndarray:
         """Rows a method with this ``classifier.input`` can fit on and score, ``(n,) bool``.
