@@ -16,6 +16,7 @@ help:
 	@echo "make tables       rerun what is missing, then write experiments/<name>/results.md from MLflow"
 	@echo "make table-repeats  the cascade variants on 5-fold CV of wbc5 and pbc8 (mean ± sd, per split)"
 	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
+	@echo "make report       methods paragraph, result tables (Markdown, LaTeX) and checklist from mlflow.db (EXPERIMENT=...)"
 	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
 	@echo "make bench        run the benchmark scripts"
 	@echo "make peers        install the optional peers bench/peers.py compares against (cp_measure)"
@@ -81,6 +82,7 @@ tables: table-wbc table-all-hem table-all-pbs
 		wbc5_compare pbc8_compare all_hem_compare all_pbs_compare
 
 ui: install
+	@echo "MLflow UI: open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the model-training view)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 check-data: install

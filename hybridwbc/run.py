@@ -84,6 +84,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
                     results[method] = _run_method(rows, featurizer, method, method_cfgs[method], est, child,
                                                   run_dir / method, common)
         head = _compare(results, tracker, run_dir, common) if len(results) > 1 else next(iter(results))
+        if len(results) > 1:
+            tracker.log_headline(results[head]["metrics"])
         summary = _final_summary(rows, head, results, name, tracker, run_dir, time.perf_counter() - t0)
         tracker.describe(summary)
     print(summary, flush=True)
@@ -231,6 +233,7 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
     write_model_card(model_dir, rows, name, method_cfg.name, res.metrics, tracker.run_id, tracker.run_name,
                      out_dir / "per_class_report.csv")
     tracker.log_metrics(res.metrics)
+    tracker.log_headline(res.metrics)
     for f in ARTIFACTS:
         tracker.log_artifact(out_dir / f)
     tracker.log_artifact(model_dir, "model")

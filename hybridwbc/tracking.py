@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["Tracker", "flatten", "run_name", "dataset_name", "quiet_third_party", "EXPERIMENT_KIND_TAG",
-           "EXPERIMENT_KIND"]
+           "EXPERIMENT_KIND", "UI_QUERY"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ _MAX_PARAM = 500
 #: ``ExperimentKind`` enum); ``custom_model_development`` is its "Machine learning" (model-training) view.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+#: MLflow 3.17's UI takes the view from a global "GenAI | Model training" switch (default GenAI), kept in the
+#: browser, and ignores the tag; this query string on a UI address selects the model-training view.
+UI_QUERY = "workflowType=machine_learning"
 
 
 def run_name(experiment: str, method: str, seed) -> str:
@@ -235,6 +238,16 @@ class Tracker:
         # a local folder, named explicitly: resolving a bare path makes MLflow warn that it is ambiguous
         src = get_dataset_source_from_json(json.dumps({"uri": str(source)}), "local")
         self._mlflow.log_input(from_pandas(table, source=src, name=name, digest=digest[:36]), context=context)
+
+    def log_headline(self, metrics: Mapping[str, float]) -> None:
+        """Log the headline metric (:func:`hybridwbc.report.summary.headline_key`: balanced accuracy on all
+        test rows) and its 95% CI bounds as ``headline.balanced_accuracy`` (``.ci_low``, ``.ci_high``): three
+        columns to pick in the UI, the same on a single run, a method's run and a comparison (its best)."""
+        from hybridwbc.report.summary import headline_key
+
+        key = headline_key(dict(metrics))
+        self.log_metrics({f"headline.balanced_accuracy{s}": metrics.get(f"{key}{k}")
+                          for s, k in (("", ""), (".ci_low", "_ci_low"), (".ci_high", "_ci_high"))})
 
     def describe(self, text: str) -> None:
         """Set the run's description (the note the UI shows on the run page)."""

@@ -3,7 +3,12 @@ its headline metric with the interval and the commands to try next."""
 
 from __future__ import annotations
 
-__all__ = ["KEYS", "HEADLINE", "headline_key", "headline", "format_summary", "format_final"]
+from hybridwbc.tracking import UI_QUERY
+
+#: Where the UI opens on its model-training view (MLflow 3.17 defaults to its GenAI view).
+UI_URL = f"http://127.0.0.1:5000/#/experiments?{UI_QUERY}"
+
+__all__ = ["UI_URL", "KEYS", "HEADLINE", "headline_key", "headline", "format_summary", "format_final"]
 
 #: Metrics shown, each for the per-cell scores and the binary, per-subject and leaky variants present.
 KEYS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "sensitivity", "specificity", "roc_auc")
@@ -70,7 +75,7 @@ def format_final(experiment: str, banner: str, name: str, run_id, run_dir, metho
              f"   model: {model_dir} (model card: {model_dir}/MODEL_CARD.md)",
              "   next:"]
     if run_id:
-        lines.append(f"     {ui:<60} # compare runs in the MLflow UI")
+        lines.append(f"     {ui:<60} # the MLflow UI: open {UI_URL}")
     lines.append(f"     {'python -m hybridwbc.predict model=' + str(model_dir) + ' input=<images> output=p.csv':<60}"
                  " # label new images")
     if run_id:
