@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
-.PHONY: peers install run test test-fast lint package-check experiments ui check-data bench clean help tables table-wbc table-all-hem \
+.PHONY: peers install run test test-fast lint package-check experiments ui report check-data bench clean help tables \
+        table-wbc table-all-hem \
         table-all-pbs table-repeats $(EXPERIMENTS)
 
 help:
@@ -84,6 +85,12 @@ tables: table-wbc table-all-hem table-all-pbs
 ui: install
 	@echo "MLflow UI: open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the model-training view)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# A paper-ready report (methods paragraph, tables in Markdown and LaTeX, CLAIM / TRIPOD+AI checklist) of the run
+# `make tables` would publish: make report [EXPERIMENT=all_hem] [RUN=<run id>] -> reports/<experiment>/
+EXPERIMENT ?= all_hem
+report: install
+	$(BIN)/python -m hybridwbc.report $(if $(RUN),--run "$(RUN)",$(EXPERIMENT)) --uri sqlite:///$(CURDIR)/mlflow.db --out reports
 
 check-data: install
 	$(BIN)/python -m hybridwbc.data check $${HYBRIDWBC_DATA:-../shared/data}

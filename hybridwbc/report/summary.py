@@ -79,6 +79,6 @@ def format_final(experiment: str, banner: str, name: str, run_id, run_dir, metho
     lines.append(f"     {'python -m hybridwbc.predict model=' + str(model_dir) + ' input=<images> output=p.csv':<60}"
                  " # label new images")
     if run_id:
-        lines.append(f"     {'python -m hybridwbc.report ' + experiment + ' --uri ' + str(store):<60}"
-                     " # methods, tables, checklist")
+        lines.append(f"     {'python -m hybridwbc.report --run ' + str(run_id) + ' --uri ' + str(store):<60}"
+                     " # methods paragraph, tables, checklist")
     return "\n".join(lines)

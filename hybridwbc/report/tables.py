@@ -32,7 +32,8 @@ import pandas as pd
 from hybridwbc.cli import print_error, run_cli
 
 __all__ = ["latest_run", "current_identity", "tabled_run", "collect_rows", "run_timing", "portable", "format_markdown",
-           "write_tables", "write_timing", "main"]
+           "write_tables", "write_timing", "format_cell", "load_mcnemar", "store_client", "method_runs",
+           "main"]
 
 COLUMNS = ["accuracy", "balanced_accuracy", "f1_weighted", "f1_macro"]
 BINARY = ["sensitivity", "specificity", "roc_auc"]
@@ -45,7 +46,8 @@ VARIANTS = [("", "", "Per cell, on the test rows each method scored"),
 COVERAGE = ["n_test_rows", "n_scored", "n_skipped_test"]
 
 
-def _client(uri: str):
+def store_client(uri: str):
+    """An ``MlflowClient`` of the store ``uri``, which is also made the tracking URI (for ``runs:/`` artifacts)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -115,7 +117,7 @@ def collect_rows(client, run) -> pd.DataFrame:
     """One row per method and reported variant of a run: metrics, CIs, what the CI resampled, coverage,
     per-split scores and run ids (the ``results.csv`` table)."""
     rows = []
-    for name, r in ((_method_name(r), r) for r in _children(client, run)):
+    for name, r in ((_method_name(r), r) for r in method_runs(client, run)):
         m, tags = r.data.metrics, r.data.tags
         for order, (prefix, suffix, _) in enumerate(VARIANTS):
             if f"{prefix}accuracy" not in m:
@@ -145,7 +147,7 @@ def _method_name(run) -> str:
     return run.data.params.get("method", run.data.params.get("classifier.name", run.info.run_name or "method"))
 
 
-def _children(client, run) -> list:
+def method_runs(client, run) -> list:
     """The runs that hold a run's methods: its nested runs if it is a comparison, else itself."""
     if run.data.tags.get("role") != "comparison":
         return [run]
@@ -173,7 +175,7 @@ def run_timing(client, run) -> dict:
     m = run.data.metrics
     wall = (run.info.end_time - run.info.start_time) / 1000.0 if run.info.end_time else float("nan")
     methods = {}
-    for child in _children(client, run):
+    for child in method_runs(client, run):
         cm = child.data.metrics
         methods[_method_name(child)] = {
             "train_predict": sum(cm.get(k, 0.0) for k in ("fit_predict_s", "leaky_fit_predict_s", "refit_s")),
@@ -201,7 +203,7 @@ def _timing_lines(t: dict) -> list:
     return lines
 
 
-def _cell(row, k) -> str:
+def format_cell(row, k) -> str:
     v = row.get(k)
     if v is None or pd.isna(v):
         return ""
@@ -253,7 +255,7 @@ def _variant_tables(df: pd.DataFrame) -> list:
         for _, row in part.iterrows():
             cov = (f" | {row['n_scored']:.0f} / {row['n_test_rows']:.0f}" if cover and pd.notna(row.get("n_scored"))
                    else (" | " if cover else ""))
-            lines.append(f"| {row['method']} | " + " | ".join(_cell(row, k) for k in cols) + cov
+            lines.append(f"| {row['method']} | " + " | ".join(format_cell(row, k) for k in cols) + cov
                          + f" | `{row['run_id']}` |")
     return lines
 
@@ -303,7 +305,7 @@ def format_markdown(experiment: str, run, df: pd.DataFrame, mcnemar: dict | None
     return "\n".join(lines) + "\n"
 
 
-def _mcnemar(client, run) -> dict | None:
+def load_mcnemar(client, run) -> dict | None:
     if run.data.tags.get("role") != "comparison":
         return None
     import mlflow
@@ -327,14 +329,14 @@ def write_tables(experiment: str, uri: str, out: str | os.PathLike, overrides=()
     """
     from hybridwbc.config import compose_experiment
 
-    client = _client(uri)
+    client = store_client(uri)
     run = tabled_run(client, experiment, uri, overrides, allow_synthetic)
     df = collect_rows(client, run)
     folder = Path(out) / experiment
     folder.mkdir(parents=True, exist_ok=True)
     df.to_csv(folder / "results.csv", index=False)
     notes = list(compose_experiment(experiment, list(overrides)).get("notes") or [])
-    (folder / "results.md").write_text(format_markdown(experiment, run, df, _mcnemar(client, run),
+    (folder / "results.md").write_text(format_markdown(experiment, run, df, load_mcnemar(client, run),
                                                        run_timing(client, run), notes))
     return folder / "results.md"
 
@@ -347,7 +349,7 @@ def write_timing(experiments, uri: str, out: str | os.PathLike, overrides=(), al
     DataLayoutError
         If the store holds no finished run of one of the experiments' current identity.
     """
-    client = _client(uri)
+    client = store_client(uri)
     keys = ["wall", "data", "features", "train_predict", "cnn_training", "evaluation", "other"]
     lines = ["# Where the time of `make tables` goes", "",
              "Minutes per experiment, from the metrics each MLflow run logged (written by "
@@ -389,7 +391,8 @@ def main(argv=None) -> int:
 def _write(args) -> int:
     for name in args.experiments:
         ident = current_identity(name, args.overrides)
-        if args.ensure and latest_run(_client(args.uri), name, **ident, real_only=not args.allow_synthetic) is None:
+        client = store_client(args.uri)
+        if args.ensure and latest_run(client, name, **ident, real_only=not args.allow_synthetic) is None:
             print(f"hybridwbc: no finished run of {name!r} with its current config and code: running it", flush=True)
             try:
                 subprocess.run([sys.executable, "-m", "hybridwbc.run", f"+experiment={name}",

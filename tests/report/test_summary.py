@@ -21,5 +21,5 @@ def test_final_summary_names_the_best_method_the_store_and_the_ui_command():
     assert "   MLflow run: 'wbc5_compare · 3 methods · seed 0' (abc) in sqlite:////tmp/o.db" in lines
     assert any(ln.strip().startswith("mlflow ui --backend-store-uri sqlite:////tmp/o.db") and UI_URL in ln
                for ln in lines)
-    assert any("python -m hybridwbc.report wbc5_compare --uri sqlite:////tmp/o.db" in ln for ln in lines)
+    assert any("python -m hybridwbc.report --run abc --uri sqlite:////tmp/o.db" in ln for ln in lines)
     assert any("python -m hybridwbc.predict model=/runs/1/hybrid/model" in ln for ln in lines)
