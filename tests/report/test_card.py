@@ -9,7 +9,8 @@ from hybridwbc.evaluate.method import RunData
 from hybridwbc.report.card import CARD_FILE, model_card, protocol_sentence
 from hybridwbc.run import run_experiment
 
-SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=20", "features.n_jobs=1"]
+SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=20", "features.n_jobs=1",
+         "classifier=svm"]  # the experiments default to CNN methods; the SVM keeps these runs to seconds
 
 
 def test_every_run_saves_a_card_from_its_own_numbers_and_logs_it(compose, tmp_path, monkeypatch):
