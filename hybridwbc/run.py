@@ -56,8 +56,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         ``metrics`` (of the single or the best method), ``run_id``, ``run_dir``,
         ``model_dir``, ``source`` and ``methods`` (name -> metrics, run id).
     """
-    from hybridwbc.tracking import Tracker, run_name
+    from hybridwbc.tracking import Tracker, quiet_third_party, run_name
 
+    quiet_third_party()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     choices = {k: v for k, v in (choices or {}).items() if v is not None and not k.startswith("hydra")}

@@ -53,9 +53,12 @@ def dataset_name(data: str, source: str) -> str:
 
 def quiet_third_party() -> None:
     """No MLflow progress bars ("Downloading artifacts") or INFO lines (database creation, signature
-    checks) in a run's log; warnings and errors still show. Idempotent; call it after MLflow is imported
-    (MLflow sets its loggers' level when it is imported)."""
+    checks), and no TensorFlow C++ INFO/WARNING lines (oneDNN, CPU features, dataset-cache notices repeated per
+    split) in a run's log; Python warnings and errors still show. Idempotent. Call it before TensorFlow is
+    imported (its C++ log level is read then; ``TF_CPP_MIN_LOG_LEVEL`` set by the user wins) and again after
+    MLflow is (MLflow sets its loggers' level when it is imported)."""
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for name in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -1,6 +1,7 @@
 """The tracker: run names, the experiment kind, datasets on nested runs, quiet logs, the closing summary."""
 
 import logging
+import os
 import re
 
 import pandas as pd
@@ -63,9 +64,11 @@ def test_disabled_tracker_ignores_datasets_and_headlines(tmp_path):
 def test_a_run_logs_one_line_per_stage_and_a_summary_naming_the_run(compose, tmp_path, monkeypatch, caplog,
                                                                       capfd):
     monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     cfg, choices = compose("+experiment=wbc5", *SMALL)
     with caplog.at_level(logging.INFO):
         out = run_experiment(cfg, tmp_path / "run", "wbc5", choices)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"  # TensorFlow's C++ INFO/WARNING lines off for a CNN's training
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("hybridwbc")]
     stages = [m.split()[0] for m in ours if re.match(r"^\S.* +\d+\.\d s  ", m)]
     assert stages == ["data", "features", "evaluate", "save"], ours
