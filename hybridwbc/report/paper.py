@@ -227,7 +227,11 @@ def write_report(experiment: str | None, uri: str, out: str | os.PathLike, run_i
                                   "printed (or the UI shows), and the store it was made in (--uri).") from exc
         experiment = run.data.tags.get("experiment") or experiment or run.info.experiment_id
     else:
-        run = tabled_run(client, experiment, uri, overrides, allow_synthetic)
+        try:
+            run = tabled_run(client, experiment, uri, overrides, allow_synthetic)
+        except DataLayoutError as exc:
+            raise DataLayoutError(f"{exc} Or report any run by its id: python -m hybridwbc.report --run <run id> "
+                                  f"--uri {uri} (make report RUN=<run id>).") from exc
     cfg, children = _config(run), _method_runs_best_first(client, run)
     df = collect_rows(client, run)
     tags = run.data.tags

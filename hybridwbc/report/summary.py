@@ -8,7 +8,7 @@ from hybridwbc.tracking import UI_QUERY
 #: Where the UI opens on its model-training view (MLflow 3.17 defaults to its GenAI view).
 UI_URL = f"http://127.0.0.1:5000/#/experiments?{UI_QUERY}"
 
-__all__ = ["UI_URL", "KEYS", "HEADLINE", "headline_key", "headline", "format_summary", "format_final"]
+__all__ = ["UI_URL", "KEYS", "HEADLINE", "headline_key", "headline", "format_final"]
 
 #: Metrics shown, each for the per-cell scores and the binary, per-subject and leaky variants present.
 KEYS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "sensitivity", "specificity", "roc_auc")
@@ -31,14 +31,6 @@ def headline(metrics: dict) -> str:
     if "n_scored" in metrics and "n_test_rows" in metrics:
         text += f", scored {metrics['n_scored']:.0f}/{metrics['n_test_rows']:.0f} test rows"
     return text
-
-
-def format_summary(experiment: str, banner: str, features: str, method: str, metrics: dict, run_id, run_dir) -> str:
-    """Lines ``== <experiment>: <features> + <method> on <data>``, then ``   <metric> <value> [<ci>]`` per metric."""
-    lines = [f"== {experiment}: {features} + {method} on {banner}", *_metric_lines(metrics)]
-    lines.append(f"   run dir: {run_dir}")
-    lines.append(f"   MLflow run: {run_id or '(tracking disabled)'}")
-    return "\n".join(lines)
 
 
 def _metric_lines(metrics: dict) -> list:

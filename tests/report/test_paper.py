@@ -53,7 +53,8 @@ def test_report_of_one_run_by_id_from_the_command_line_and_its_errors(comparison
     assert "wrote" in capsys.readouterr().out
     assert main(["--run", "0" * 32, "--uri", uri, "--out", str(tmp_path / "r")]) == 1
     assert "No run '000" in capsys.readouterr().err
-    with pytest.raises(DataLayoutError, match="No finished MLflow run of experiment 'granularity_eo_baso'"):
+    with pytest.raises(DataLayoutError, match="No finished MLflow run of experiment 'granularity_eo_baso'.*"
+                                              "Or report any run by its id: python -m hybridwbc.report --run"):
         write_report("granularity_eo_baso", uri, tmp_path / "r")  # synthetic runs are not published by default
     with pytest.raises(SystemExit):
         main([])
