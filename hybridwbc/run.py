@@ -209,9 +209,9 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
     card, track it."""
     from hybridwbc.evaluate.method import ARTIFACTS, evaluate_method
     from hybridwbc.features.table import design_matrix
-    from hybridwbc.report.card import CARD_FILE, write_model_card
+    from hybridwbc.report.card import write_model_card
     from hybridwbc.report.summary import headline
-    from hybridwbc.serve.pipeline import WBCPipeline
+    from hybridwbc.serve.pipeline import CARD_FILE, WBCPipeline
 
     cfg = rows.cfg
     out_dir = Path(out_dir)

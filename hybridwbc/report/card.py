@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["CARD_FILE", "protocol_sentence", "metric_rows", "write_model_card", "model_card"]
+from hybridwbc.serve.pipeline import CARD_FILE
 
-CARD_FILE = "MODEL_CARD.md"
+__all__ = ["protocol_sentence", "metric_rows", "write_model_card", "model_card"]
+
 
 #: (metric prefix, what the variant scores) in the order a card or report lists them.
 CARD_VARIANTS = (("all_", "per cell, all test rows (a skipped row counts wrong)"),

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 from hybridwbc.evaluate.method import RunData
-from hybridwbc.report.card import CARD_FILE, model_card, protocol_sentence
+from hybridwbc.report.card import model_card, protocol_sentence
 from hybridwbc.run import run_experiment
+from hybridwbc.serve.pipeline import CARD_FILE
 
 SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=20", "features.n_jobs=1",
          "classifier=svm"]  # the experiments default to CNN methods; the SVM keeps these runs to seconds
