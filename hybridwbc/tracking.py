@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Tracker", "flatten", "run_name", "dataset_name", "quiet_third_party", "EXPERIMENT_KIND_TAG",
+__all__ = ["Tracker", "flatten", "run_name", "dataset_name", "quiet_third_party", "OnceFilter", "EXPERIMENT_KIND_TAG",
            "EXPERIMENT_KIND", "UI_QUERY"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,23 @@ def dataset_name(data: str, source: str) -> str:
     return data if source == "real" else f"{data} (built-in synthetic)"
 
 
+class OnceFilter(logging.Filter):
+    """Let each message through once: a repeat that differs only in numbers or addresses is dropped."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import re
+
+        key = re.sub(r"0x[0-9a-fA-F]+|\d+", "#", record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def quiet_third_party() -> None:
     """No MLflow progress bars ("Downloading artifacts") or INFO lines (database creation, signature
     checks), and no TensorFlow C++ INFO/WARNING lines (oneDNN, CPU features, dataset-cache notices repeated per
@@ -59,6 +76,10 @@ def quiet_third_party() -> None:
     MLflow is (MLflow sets its loggers' level when it is imported)."""
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("tensorflow", "absl"):  # e.g. "triggered tf.function retracing", once per split otherwise
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OnceFilter) for f in logger.filters):
+            logger.addFilter(OnceFilter())
     for name in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -99,3 +99,18 @@ def test_summary_without_tracking_says_so(compose, tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize("source, name", [("real", "pbc"), ("synthetic", "pbc (built-in synthetic)")])
 def test_dataset_name_marks_the_synthetic_stand_in(source, name):
     assert dataset_name("pbc", source) == name
+
+
+def test_a_third_party_warning_repeated_with_other_numbers_shows_once(caplog):
+    from hybridwbc.tracking import quiet_third_party
+
+    quiet_third_party()
+    quiet_third_party()  # idempotent: one filter
+    tf_log = logging.getLogger("tensorflow")
+    assert sum(type(f).__name__ == "OnceFilter" for f in tf_log.filters) == 1
+    with caplog.at_level(logging.WARNING):
+        for n, addr in ((5, "0x7f2a"), (6, "0x7f3b")):
+            tf_log.warning("%d out of the last %d calls to <function f at %s> triggered tf.function retracing", n, n,
+                           addr)
+        tf_log.warning("another warning")
+    assert [r.getMessage()[:2] for r in caplog.records if r.name == "tensorflow"] == ["5 ", "an"]
