@@ -41,8 +41,8 @@ def protocol_sentence(params: dict, subjects: bool) -> str:
         split = f"one held-out test split of {float(params.get('eval.test_size', 0.2)):.0%} of {unit}"
     ci = (f"95% bootstrap confidence intervals ({params.get('eval.n_bootstrap', '?')} resamples of "
           f"{'subjects' if subjects else 'images'})")
-    return (f"{split}; every prediction is out of sample, hyperparameters are chosen by inner cross-validation on "
-            f"the training rows only, and the final model is refitted on all rows; {ci}.")
+    return (f"{split}; every prediction is out of sample (anything tuned, calibrated or early-stopped sees the "
+            f"training rows of its split only), and the final model is refitted on all rows; {ci}.")
 
 
 def metric_rows(metrics: dict) -> list:

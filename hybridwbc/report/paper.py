@@ -85,7 +85,7 @@ def _models_sentence(cfg: dict, params: dict) -> str:
                                                       if (m.get("search") or {}).get("param_grid") else [])
         grid = "; ".join(", ".join(f"{k} in {v}" for k, v in g.items()) for _, g in grids)
         parts.append(f"`{name}` (classifier `{m.get('name', name)}`, input {m.get('input', 'features')}"
-                     + (f"; grid: {grid}" if grid else "; no search") + ")")
+                     + (f"; grid: {grid}" if grid else "; fixed hyperparameters, no search") + ")")
     search = ("Hyperparameters were chosen by grouped, stratified inner cross-validation on the training rows of "
               "each split only, scored by balanced accuracy." if any("grid:" in p for p in parts) else "")
     return (f"Features: `{feats}`. Methods: " + "; ".join(parts) + ". " + search).strip()
