@@ -98,7 +98,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
 
 def _stage(stage: str, seconds: float, detail: str = "") -> None:
     """The one log line of a finished stage: its name, its wall time and what it produced."""
-    log.info("%-22s %7.1f s  %s", stage, seconds, detail)
+    log.info("%-28s %7.1f s  %s", stage, seconds, detail)
 
 
 def _final_summary(rows, head: str, results: dict, name: str, tracker, run_dir: Path, seconds: float) -> str:

@@ -61,3 +61,20 @@ def test_every_command_module_but_analyze_exists(name):
 
     if name != "analyze":  # written in another branch; dispatched lazily, with an error line while absent
         assert importlib.util.find_spec(COMMANDS[name][0]) is not None
+
+
+def test_run_through_the_dispatcher_finds_the_packaged_configs(project_root, tmp_path):
+    """From another folder, as the console script runs it: Hydra finds the configs as pkg://hybridwbc.conf."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "HYBRIDWBC_DATA"}
+    env["PYTHONPATH"] = os.pathsep.join([str(project_root), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-m", "hybridwbc", "run", "+experiment=wbc5", "classifier=svm",
+                           "tracking=disabled", f"paths.root={tmp_path}", f"hydra.run.dir={tmp_path}/out",
+                           "progress=false", "data.synthetic.n_per_class=12", "data.synthetic.size=64",
+                           "eval.n_bootstrap=20", "features.n_jobs=1"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "== wbc5 · svm · seed 0: done" in done.stdout and "MLflow run: (tracking disabled)" in done.stdout
+    assert (tmp_path / "out" / "model" / "MODEL_CARD.md").is_file()
