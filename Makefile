@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
-.PHONY: scale sweep mlflow-server peers install run test test-fast lint package-check experiments ui check-data bench clean help tables table-wbc table-all-hem \
+.PHONY: scale sweep mlflow-server peers install run test test-fast lint package-check experiments ui report check-data \
+        bench clean help tables table-wbc table-all-hem \
         table-all-pbs table-repeats $(EXPERIMENTS)
 
 help:
@@ -16,6 +17,7 @@ help:
 	@echo "make tables       rerun what is missing, then write experiments/<name>/results.md from MLflow"
 	@echo "make table-repeats  the cascade variants on 5-fold CV of wbc5 and pbc8 (mean ± sd, per split)"
 	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
+	@echo "make report       methods paragraph, result tables (Markdown, LaTeX) and checklist from mlflow.db (EXPERIMENT=...)"
 	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
 	@echo "make bench        run the benchmark scripts"
 	@echo "make peers        install the optional peers bench/peers.py compares against (cp_measure)"
@@ -102,7 +104,14 @@ tables: table-wbc table-all-hem table-all-pbs
 		wbc5_compare pbc8_compare all_hem_compare all_pbs_compare
 
 ui: install
+	@echo "MLflow UI: open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the model-training view)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# A paper-ready report (methods paragraph, tables in Markdown and LaTeX, CLAIM / TRIPOD+AI checklist) of the run
+# `make tables` would publish: make report [EXPERIMENT=all_hem] [RUN=<run id>] -> reports/<experiment>/
+EXPERIMENT ?= all_hem
+report: install
+	$(BIN)/python -m hybridwbc.report $(if $(RUN),--run "$(RUN)",$(EXPERIMENT)) --uri sqlite:///$(CURDIR)/mlflow.db --out reports
 
 check-data: install
 	$(BIN)/python -m hybridwbc.data check $${HYBRIDWBC_DATA:-../shared/data}

@@ -94,6 +94,10 @@ class DataConfig:
     relabel: Optional[dict[str, str]] = None
     min_classes: int = 2
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # for model cards and reports (hybridwbc.report.card, .paper): what the images are, their licence, the citation
+    acquisition: Optional[str] = None
+    licence: Optional[str] = None
+    citation: Optional[str] = None
 
 
 @dataclass

@@ -56,16 +56,19 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         ``metrics`` (of the single or the best method), ``run_id``, ``run_dir``,
         ``model_dir``, ``source`` and ``methods`` (name -> metrics, run id).
     """
-    from hybridwbc.tracking import Tracker
+    from hybridwbc.tracking import Tracker, quiet_third_party, run_name
 
+    quiet_third_party()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     choices = {k: v for k, v in (choices or {}).items() if v is not None and not k.startswith("hydra")}
     t0 = time.perf_counter()
     tracking = cfg.tracking
     method_cfgs = dict(cfg.methods) if cfg.get("methods") else {cfg.classifier.name: cfg.classifier}
+    label = next(iter(method_cfgs)) if len(method_cfgs) == 1 else f"{len(method_cfgs)} methods"
+    name = tracking.run_name or run_name(experiment, label, cfg.seed)
     with Tracker(tracking.enabled, tracking.uri, tracking.artifact_root,
-                 tracking.experiment_name or experiment, tracking.run_name) as tracker:
+                 tracking.experiment_name or experiment, name) as tracker:
         _track_config(cfg, tracker, run_dir, experiment, choices, command, method_cfgs)
         # 1. build every object before any heavy work: a bad config fails in seconds
         featurizer, estimators = _build(cfg, method_cfgs)
@@ -73,18 +76,41 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         data, rows, common = _data_and_features(cfg, tracker, run_dir, experiment, featurizer, t0)
         # 4. evaluate each method on the same rows and splits
         results = {}
-        for name, est in estimators.items():
+        for method, est in estimators.items():
             if len(estimators) == 1:
-                results[name] = _run_method(rows, featurizer, name, method_cfgs[name], est, tracker, run_dir, common)
+                results[method] = _run_method(rows, featurizer, method, method_cfgs[method], est, tracker, run_dir,
+                                              common)
             else:
-                with tracker.child(name) as child:
-                    results[name] = _run_method(rows, featurizer, name, method_cfgs[name], est, child,
-                                                run_dir / name, common)
+                with tracker.child(run_name(experiment, method, cfg.seed)) as child:
+                    results[method] = _run_method(rows, featurizer, method, method_cfgs[method], est, child,
+                                                  run_dir / method, common)
         head = _compare(results, tracker, run_dir, common) if len(results) > 1 else next(iter(results))
+        if len(results) > 1:
+            tracker.log_headline(results[head]["metrics"])
+        summary = _final_summary(rows, head, results, name, tracker, run_dir, time.perf_counter() - t0)
+        tracker.describe(summary)
+    print(summary, flush=True)
     out = results[head]
     return {"metrics": out["metrics"], "run_id": tracker.run_id, "run_dir": run_dir, "model_dir": out["model_dir"],
-            "source": data.source,
+            "source": data.source, "run_name": name,
             "methods": {n: {"metrics": r["metrics"], "run_id": r["run_id"]} for n, r in results.items()}}
+
+
+def _stage(stage: str, seconds: float, detail: str = "") -> None:
+    """The one log line of a finished stage: its name, its wall time and what it produced."""
+    log.info("%-28s %7.1f s  %s", stage, seconds, detail)
+
+
+def _final_summary(rows, head: str, results: dict, name: str, tracker, run_dir: Path, seconds: float) -> str:
+    """The run's closing lines (:func:`hybridwbc.report.summary.format_final`)."""
+    from hybridwbc.report.summary import format_final
+
+    cfg = rows.cfg
+    store = cfg.tracking.uri
+    default = store == f"sqlite:///{cfg.paths.root}/mlflow.db"  # the store `make ui` opens
+    return format_final(rows.experiment, rows.banner, name, tracker.run_id, run_dir, head, results[head]["metrics"],
+                        results[head]["model_dir"], n_methods=len(results), seconds=seconds, store=store,
+                        ui="make ui" if default else f"mlflow ui --backend-store-uri {store} --host 127.0.0.1")
 
 
 def _track_config(cfg, tracker, run_dir: Path, experiment: str, choices: dict, command, method_cfgs) -> None:
@@ -129,21 +155,24 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
     from hybridwbc.errors import DataLayoutError
     from hybridwbc.evaluate.method import RunData
     from hybridwbc.features.table import featurize_manifest, full_table
+    from hybridwbc.tracking import dataset_name
 
     data = load_dataset(cfg.data, cfg.paths.root, cfg.paths.cache_dir, seed=cfg.seed)
     manifest = data.manifest
-    tracker.set_tags({"data.source": data.source, "data.root": str(data.root),
-                      "data.manifest_hash": manifest_hash(manifest)})
-    log.info("Experiment %r on %s: %d images, classes %s", experiment, _banner(data), len(manifest),
-             manifest["label"].value_counts().sort_index().to_dict())
+    digest = manifest_hash(manifest)
+    tracker.set_tags({"data.source": data.source, "data.root": str(data.root), "data.manifest_hash": digest})
+    tracker.log_dataset(manifest[["path", "label"]], dataset_name(cfg.data.name, data.source), data.root, digest)
     manifest.to_csv(run_dir / "manifest.csv", index=False)
     tracker.log_artifact(run_dir / "manifest.csv")
     data_s = time.perf_counter() - t0
+    _stage("data", data_s, f"{len(manifest)} images of {experiment!r} on {_banner(data)}, classes "
+           f"{manifest['label'].value_counts().sort_index().to_dict()}")
     t = time.perf_counter()
     table = featurize_manifest(featurizer, manifest,
                                cache_dir=cfg.paths.cache_dir + "/features" if cfg.features.cache else None,
                                n_jobs=cfg.features.n_jobs, progress=cfg.progress)
     features_s = time.perf_counter() - t
+    _stage("features", features_s, f"{len(table.skipped)} images skipped, {table.n_cached} read from the cache")
     skipped = pd.concat([data.scan.rejected.assign(stage="scan"), table.skipped.assign(stage="features")],
                         ignore_index=True)
     skipped.to_csv(run_dir / "skipped.csv", index=False)
@@ -167,7 +196,7 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
     tracker.set_tags({"ci.resampling": "subjects" if has_subjects(kept) else "images"})
     rows = RunData(cfg=cfg, experiment=experiment, kept=kept, features=features, y=y, groups=split_groups(kept),
                    subjects=has_subjects(kept), banner=_banner(data), skip_reason=reasons,
-                   segment=getattr(featurizer, "segment", None))
+                   segment=getattr(featurizer, "segment", None), source=data.source)
     return data, rows, common
 
 
@@ -176,11 +205,13 @@ def _banner(data) -> str:
 
 
 def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out_dir: Path, common: dict) -> dict:
-    """Evaluate one method (:func:`hybridwbc.evaluate.method.evaluate_method`), save its model, track it."""
+    """Evaluate one method (:func:`hybridwbc.evaluate.method.evaluate_method`), save its model and its model
+    card, track it."""
     from hybridwbc.evaluate.method import ARTIFACTS, evaluate_method
     from hybridwbc.features.table import design_matrix, design_names
-    from hybridwbc.report.summary import format_summary
-    from hybridwbc.serve.pipeline import WBCPipeline
+    from hybridwbc.report.card import write_model_card
+    from hybridwbc.report.summary import headline
+    from hybridwbc.serve.pipeline import CARD_FILE, WBCPipeline
 
     cfg = rows.cfg
     out_dir = Path(out_dir)
@@ -188,9 +219,12 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
     if tracker.is_child:
         tracker.log_params({"method": name, "classifier.name": method_cfg.name,
                             "classifier.input": input_kind, "features.name": cfg.features.name})
+    t = time.perf_counter()
     X = design_matrix(input_kind, rows.kept["path"].tolist(), rows.features)
     res = evaluate_method(rows, name, method_cfg, estimator, X, out_dir, common,
                           names=design_names(input_kind, featurizer.feature_names()))
+    _stage(f"evaluate {name}", time.perf_counter() - t, headline(res.metrics))
+    t = time.perf_counter()
     tracker.set_tags(res.tags)
     for step, row in res.epochs:
         tracker.log_metrics(row, step=step)
@@ -198,16 +232,20 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
         "experiment": rows.experiment, "run_id": tracker.run_id, "data": cfg.data.name, "method": name,
         "features": cfg.features.name, "classifier": method_cfg.name}, input_kind=input_kind, domain=res.domain)
     model_dir = pipeline.save(out_dir / "model")
+    write_model_card(model_dir, rows, name, method_cfg.name, res.metrics, tracker.run_id, tracker.run_name,
+                     out_dir / "per_class_report.csv")
     tracker.log_metrics(res.metrics)
+    tracker.log_headline(res.metrics)
     for f in ARTIFACTS:
         tracker.log_artifact(out_dir / f)
     tracker.log_artifact(model_dir, "model")
+    tracker.log_artifact(model_dir / CARD_FILE)
     if tracker.run_id is not None and cfg.tracking.log_pyfunc:
         from hybridwbc.serve.pyfunc import log_pyfunc
 
         tracker.set_tags({"pyfunc_model_uri": log_pyfunc(pipeline).model_uri})
-    print(format_summary(rows.experiment, rows.banner, cfg.features.name, name, res.metrics, tracker.run_id,
-                         out_dir), flush=True)
+    _stage(f"save {name}", time.perf_counter() - t, f"model and {CARD_FILE} in {model_dir}"
+           + (", logged to MLflow" if tracker.run_id else ""))
     return {"metrics": res.metrics, "run_id": tracker.run_id, "model_dir": model_dir, "pred": res.pred}
 
 
@@ -221,7 +259,7 @@ def _compare(results: dict, tracker, run_dir: Path, common: dict) -> str:
     tracker.set_tags({"best_method": best, "runner_up": second})
     tracker.log_artifact(run_dir / "comparison.csv")
     tracker.log_artifact(run_dir / "mcnemar.json")
-    print(f"== best: {best}; McNemar vs {second}: b={test['b']} c={test['c']} p={test['p_value']:.4g}")
+    log.info("best: %s; McNemar vs %s: b=%s c=%s p=%.4g", best, second, test["b"], test["c"], test["p_value"])
     return best
 
 

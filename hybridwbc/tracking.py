@@ -7,6 +7,13 @@ deprecated), creates the experiment with an artifact location under
 disabled every call is a no-op, and artifacts stay in the Hydra run folder.
 A run that raises is ended with status ``FAILED`` and its error is logged.
 MLflow is imported lazily.
+
+So that the MLflow UI reads at a glance: runs are named ``<experiment> · <method> · seed <k>``
+(:func:`run_name`; a comparison's methods are nested under it), experiments carry the tag the UI reads for
+the experiment type (:data:`EXPERIMENT_KIND_TAG` = ``custom_model_development``, so they open on the
+model-training view, not the GenAI one), each run logs its data as an MLflow dataset
+(:meth:`Tracker.log_dataset`: name, source, digest, rows; the Dataset column), and
+:func:`quiet_third_party` silences MLflow's progress bars and INFO chatter.
 """
 
 from __future__ import annotations
@@ -18,11 +25,63 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Tracker", "flatten", "ensure_experiment", "open_sweep", "close_sweep", "SWEEP_ENV"]
+__all__ = ["Tracker", "flatten", "run_name", "dataset_name", "quiet_third_party", "OnceFilter", "EXPERIMENT_KIND_TAG",
+           "EXPERIMENT_KIND", "UI_QUERY", "ensure_experiment", "open_sweep", "close_sweep", "SWEEP_ENV"]
 
 log = logging.getLogger(__name__)
 
 _MAX_PARAM = 500
+
+#: The experiment tag MLflow's UI (3.x) reads to pick an experiment's view (``mlflow/server/js``: the
+#: ``ExperimentKind`` enum); ``custom_model_development`` is its "Machine learning" (model-training) view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: MLflow 3.17's UI takes the view from a global "GenAI | Model training" switch (default GenAI), kept in the
+#: browser, and ignores the tag; this query string on a UI address selects the model-training view.
+UI_QUERY = "workflowType=machine_learning"
+
+
+def run_name(experiment: str, method: str, seed) -> str:
+    """The run name the UI lists: ``<experiment> · <method> · seed <k>``."""
+    return f"{experiment} · {method} · seed {seed}"
+
+
+def dataset_name(data: str, source: str) -> str:
+    """The name a run's dataset has in the UI: the data set's name, marked when it is the synthetic stand-in."""
+    return data if source == "real" else f"{data} (built-in synthetic)"
+
+
+class OnceFilter(logging.Filter):
+    """Let each message through once: a repeat that differs only in numbers or addresses is dropped."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import re
+
+        key = re.sub(r"0x[0-9a-fA-F]+|\d+", "#", record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def quiet_third_party() -> None:
+    """No MLflow progress bars ("Downloading artifacts") or INFO lines (database creation, signature
+    checks), and no TensorFlow C++ INFO/WARNING lines (oneDNN, CPU features, dataset-cache notices repeated per
+    split) in a run's log; Python warnings and errors still show. Idempotent. Call it before TensorFlow is
+    imported (its C++ log level is read then; ``TF_CPP_MIN_LOG_LEVEL`` set by the user wins) and again after
+    MLflow is (MLflow sets its loggers' level when it is imported)."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("tensorflow", "absl"):  # e.g. "triggered tf.function retracing", once per split otherwise
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OnceFilter) for f in logger.filters):
+            logger.addFilter(OnceFilter())
+    for name in ("mlflow", "alembic", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -97,6 +156,7 @@ class Tracker:
         self._mlflow = None
         self._parent: "Tracker | None" = None
         self._experiment_id: str | None = None
+        self._dataset: tuple | None = None
 
     @property
     def is_child(self) -> bool:
@@ -114,12 +174,15 @@ class Tracker:
             return self
         import mlflow
 
+        quiet_third_party()
         self._mlflow = mlflow
         if self._parent is not None:
             run = mlflow.start_run(experiment_id=self._parent._experiment_id, run_name=self.run_name, nested=True)
             self._experiment_id = self._parent._experiment_id
             self.run_id = run.info.run_id
             mlflow.set_tag("parent_run_id", self._parent.run_id)
+            if self._parent._dataset is not None:  # each method's run shows the data it was evaluated on
+                self.log_dataset(*self._parent._dataset)
             return self
         exp_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
         self._experiment_id = exp_id
@@ -128,7 +191,7 @@ class Tracker:
         self.run_id = run.info.run_id
         if sweep:
             mlflow.set_tags({"sweep.id": sweep["id"], "sweep.launcher": sweep["launcher"]})
-        log.info("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.uri)
+        log.debug("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.uri)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -176,6 +239,35 @@ class Tracker:
         elif p.is_file():
             self._mlflow.log_artifact(str(p), artifact_path=artifact_path)
 
+    def log_dataset(self, table, name: str, source: str | os.PathLike, digest: str, context: str = "training") -> None:
+        """Log the run's data (``mlflow.log_input``): a dataset named ``name`` read from the folder ``source``,
+        identified by ``digest`` (the manifest hash), whose profile counts ``table``'s rows. ``table`` is the
+        manifest (one row per image); MLflow stores its schema and row count, not the rows."""
+        self._dataset = (table, name, source, digest, context)
+        if self._mlflow is None:
+            return
+        import json
+
+        from mlflow.data import from_pandas
+        from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+
+        # a local folder, named explicitly: resolving a bare path makes MLflow warn that it is ambiguous
+        src = get_dataset_source_from_json(json.dumps({"uri": str(source)}), "local")
+        self._mlflow.log_input(from_pandas(table, source=src, name=name, digest=digest[:36]), context=context)
+
+    def log_headline(self, metrics: Mapping[str, float]) -> None:
+        """Log the headline metric (:func:`hybridwbc.report.summary.headline_key`: balanced accuracy on all
+        test rows) and its 95% CI bounds as ``headline.balanced_accuracy`` (``.ci_low``, ``.ci_high``): three
+        columns to pick in the UI, the same on a single run, a method's run and a comparison (its best)."""
+        from hybridwbc.report.summary import headline_key
+
+        key = headline_key(dict(metrics))
+        self.log_metrics({f"headline.balanced_accuracy{s}": metrics.get(f"{key}{k}")
+                          for s, k in (("", ""), (".ci_low", "_ci_low"), (".ci_high", "_ci_high"))})
+
+    def describe(self, text: str) -> None:
+        """Set the run's description (the note the UI shows on the run page)."""
+        self.set_tags({"mlflow.note.content": text})
 
 #: Environment variable through which a sweep's launcher process tells its jobs (in other processes, on
 #: other machines under SLURM) the sweep id and each experiment's parent run: ``{"id", "launcher", "parents"}``.
@@ -183,7 +275,8 @@ SWEEP_ENV = "HYBRIDWBC_SWEEP"
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: str) -> str:
-    """The id of MLflow experiment ``name`` in store ``uri``, created (and the sqlite store with it) if absent.
+    """The id of MLflow experiment ``name`` in store ``uri``, created (and the sqlite store with it) if absent,
+    tagged for the UI's model-training view (:data:`EXPERIMENT_KIND_TAG`).
 
     A local store (sqlite, a folder) gets the artifact location ``<artifact_root>/<name>``; a tracking server
     (``http(s)://``) keeps its own artifact root (``mlflow server --artifacts-destination``). Two processes
@@ -196,17 +289,19 @@ def ensure_experiment(uri: str, name: str, artifact_root: str) -> str:
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    remote = uri.startswith(("http://", "https://"))
-    location = None if remote else (Path(artifact_root).resolve() / name).as_uri()
-    try:
-        return mlflow.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        exp = mlflow.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        remote = uri.startswith(("http://", "https://"))
+        location = None if remote else (Path(artifact_root).resolve() / name).as_uri()
+        try:
+            return mlflow.create_experiment(name, artifact_location=location,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:
+            exp = mlflow.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in exp.tags:  # made before the tag existed: the UI would guess GenAI
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
 
 
 def sweep_context(experiment: str) -> dict:

@@ -142,7 +142,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         validation, early stopping, the checkpoint and the saved model all use matching statistics.
         ``0`` keeps Keras' moving averages.
     verbose : int, default 1
-        ``1`` prints one progress line per epoch.
+        ``1``: one progress bar per training and one closing line; ``2``: one line per epoch; ``0``: silent.
 
     Attributes
     ----------

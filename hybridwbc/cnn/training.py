@@ -248,7 +248,8 @@ def _recalibration_step(model, layers):
 
 
 class EpochLog:
-    """Keras callback: one progress line per epoch, ``history_``, and skipped-file reports."""
+    """Keras callback: ``history_``, skipped-file reports, and progress: one bar per training (``verbose=1``,
+    closed when training ends) or one line per epoch (``verbose=2``)."""
 
     def __new__(cls, *args, **kwargs):
         import keras
@@ -259,6 +260,15 @@ class EpochLog:
                 self.est, self.streams, self.epochs = est, streams, epochs
                 self.val_ds, self.recal_ds = val_ds, recal_ds
                 est.history_ = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_s")}
+                self.bar = None
+                if est.verbose == 1:
+                    from tqdm.auto import tqdm
+
+                    self.bar = tqdm(total=epochs, desc="cnn", unit="epoch", leave=False, mininterval=1.0)
+
+            def on_train_end(self, logs=None):
+                if self.bar is not None:
+                    self.bar.close()
 
             def on_epoch_begin(self, epoch, logs=None):
                 self.t = time.perf_counter()
@@ -281,7 +291,11 @@ class EpochLog:
                 h["lr"].append(lr)
                 h["epoch_s"].append(time.perf_counter() - self.t)
                 self._report_skipped()
-                if self.est.verbose:
+                if self.bar is not None:
+                    self.bar.set_postfix(loss=f"{h['loss'][-1]:.3f}", val_acc=f"{h['val_accuracy'][-1]:.3f}",
+                                         refresh=False)
+                    self.bar.update(1)
+                elif self.est.verbose:
                     self._print(epoch, logs, lr)
 
             def _report_skipped(self):

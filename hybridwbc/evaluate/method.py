@@ -78,6 +78,10 @@ class RunData:
         Whether the rows carry subject ids (bootstrap and per-subject scores resample them).
     banner : str
         Where the data came from, for the run's summary lines.
+    skip_reason : ndarray of shape (n,), object, optional
+        Why the featurizer skipped a row (``""``: featurized).
+    source : {"real", "synthetic"}
+        Whether the rows are real images or the built-in synthetic stand-in (model cards say which).
     segment : callable ``image -> Segmentation``, optional
         The run's segmentation (outlines in the explanation gallery).
     """
@@ -92,6 +96,7 @@ class RunData:
     banner: str = ""
     skip_reason: np.ndarray | None = None
     segment: object = None
+    source: str = "real"
 
     def usable(self, input_kind: str) -> np.ndarray:
         """Rows a method with this ``classifier.input`` can fit on and score, ``(n,) bool``.

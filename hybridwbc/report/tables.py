@@ -33,8 +33,8 @@ import pandas as pd
 from hybridwbc.cli import print_error, run_cli
 
 __all__ = ["store_client", "method_runs", "method_name", "latest_run", "current_identity", "tabled_run", "collect_rows",
-           "run_timing", "portable", "format_markdown",
-           "write_tables", "write_timing", "main"]
+           "run_timing", "portable", "format_markdown", "write_tables", "write_timing", "format_cell", "load_mcnemar",
+           "main"]
 
 COLUMNS = ["accuracy", "balanced_accuracy", "f1_weighted", "f1_macro"]
 BINARY = ["sensitivity", "specificity", "roc_auc"]
@@ -48,6 +48,7 @@ COVERAGE = ["n_test_rows", "n_scored", "n_skipped_test"]
 
 
 def store_client(uri: str):
+    """An ``MlflowClient`` of the store ``uri``, which is also made the tracking URI (for ``runs:/`` artifacts)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -203,7 +204,7 @@ def _timing_lines(t: dict) -> list:
     return lines
 
 
-def _cell(row, k) -> str:
+def format_cell(row, k) -> str:
     v = row.get(k)
     if v is None or pd.isna(v):
         return ""
@@ -255,7 +256,7 @@ def _variant_tables(df: pd.DataFrame) -> list:
         for _, row in part.iterrows():
             cov = (f" | {row['n_scored']:.0f} / {row['n_test_rows']:.0f}" if cover and pd.notna(row.get("n_scored"))
                    else (" | " if cover else ""))
-            lines.append(f"| {row['method']} | " + " | ".join(_cell(row, k) for k in cols) + cov
+            lines.append(f"| {row['method']} | " + " | ".join(format_cell(row, k) for k in cols) + cov
                          + f" | `{row['run_id']}` |")
     return lines
 
@@ -305,7 +306,7 @@ def format_markdown(experiment: str, run, df: pd.DataFrame, mcnemar: dict | None
     return "\n".join(lines) + "\n"
 
 
-def _mcnemar(client, run) -> dict | None:
+def load_mcnemar(client, run) -> dict | None:
     if run.data.tags.get("role") != "comparison":
         return None
     import mlflow
@@ -336,7 +337,7 @@ def write_tables(experiment: str, uri: str, out: str | os.PathLike, overrides=()
     folder.mkdir(parents=True, exist_ok=True)
     df.to_csv(folder / "results.csv", index=False)
     notes = list(compose_experiment(experiment, list(overrides)).get("notes") or [])
-    (folder / "results.md").write_text(format_markdown(experiment, run, df, _mcnemar(client, run),
+    (folder / "results.md").write_text(format_markdown(experiment, run, df, load_mcnemar(client, run),
                                                        run_timing(client, run), notes))
     return folder / "results.md"
 

@@ -73,8 +73,33 @@ def compose_head(cascade_dir, head_dir, output_dir) -> Path:
                         "head_run_id": head.pipeline_.info.get("run_id"),
                         "head_experiment": head.pipeline_.info.get("experiment"),
                         "head_model_json_sha256": head.model_sha256_}
-    return WBCPipeline(base.featurizer, estimator, info=info, input_kind=base.input_kind,
-                       domain=getattr(base, "domain", None)).save(output_dir)
+    out = WBCPipeline(base.featurizer, estimator, info=info, input_kind=base.input_kind,
+                      domain=getattr(base, "domain", None)).save(output_dir)
+    write_composed_card(out, {"cascade (white-cell types)": cascade_dir, "ALL/HEM head (lymphocytes)": head_dir})
+    return out
+
+
+def write_composed_card(output_dir, parts: dict) -> Path:
+    """``MODEL_CARD.md`` of a composed model: what it is, then each part's own card (from the run that trained
+    it; a part saved without one says so), headings moved one level down."""
+    from hybridwbc.serve.pipeline import CARD_FILE
+
+    lines = ["# Model card: composed model", "",
+             "Nothing was refitted: the cascade's `lymphocyte` cells go to the head, which says `lymphocyte:all` "
+             "(leukaemic blast) or `lymphocyte:hem` (normal). The head was trained on other images than the "
+             "cascade (C-NMC cut-outs vs PBC crops), so read its answers on the cascade's cells as a research "
+             "signal under domain shift. The cards of the parts follow.", ""]
+    for name, folder in parts.items():
+        card = Path(folder) / CARD_FILE
+        lines += [f"## Part: {name} ({Path(folder).resolve()})", ""]
+        if card.is_file():
+            lines += [("#" + ln if ln.startswith("#") else ln) for ln in card.read_text().splitlines()]
+        else:
+            lines.append(f"(saved without a {CARD_FILE}: see the run that trained it)")
+        lines.append("")
+    path = Path(output_dir) / CARD_FILE
+    path.write_text("\n".join(lines))
+    return path
 
 
 def parse_args(argv) -> dict | None:

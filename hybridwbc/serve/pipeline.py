@@ -32,10 +32,12 @@ from hybridwbc.serve.results import OUT_OF_DOMAIN, UNCERTAIN, check_max_pixels, 
 from hybridwbc.serve.workers import resolve_n_jobs
 
 __all__ = ["WBCPipeline", "design_matrix", "verify_files", "require_file", "result_frame", "check_min_confidence",
-           "check_max_pixels", "UNCERTAIN", "OUT_OF_DOMAIN", "MODEL_FILE", "META_FILE"]
+           "check_max_pixels", "UNCERTAIN", "OUT_OF_DOMAIN", "MODEL_FILE", "META_FILE", "CARD_FILE"]
 
 MODEL_FILE = "pipeline.joblib"
 META_FILE = "model.json"
+#: The model card a run writes beside the model (hybridwbc.report.card); not hashed: it describes, never runs.
+CARD_FILE = "MODEL_CARD.md"
 
 
 def require_file(folder, name: str, what: str, fix: str) -> Path:

@@ -177,3 +177,13 @@ def test_cascade_raises_only_for_rows_the_head_decides(models, tmp_path):
         composed.predict_proba(X)
     assert sorted(info.value.reasons) == np.flatnonzero(lym).tolist()
     assert np.isnan(info.value.proba[lym]).all() and np.isfinite(info.value.proba[~lym]).all()
+
+
+def test_a_composed_model_carries_the_cards_of_its_parts(models, tmp_path):
+    (models["head"] / "MODEL_CARD.md").write_text("# Model card: all_hem · svm\n\n## Training data\n\n- cnmc\n")
+    out = compose_head(models["cascade"], models["head"], tmp_path / "c" / "model")
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: composed model")
+    assert "## Part: cascade (white-cell types)" in card and "saved without a MODEL_CARD.md" in card
+    assert "## Part: ALL/HEM head (lymphocytes)" in card and "### Training data" in card
+    WBCPipeline.load(out)  # the card is not one of the hashed files: the folder still loads

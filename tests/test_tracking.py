@@ -1,0 +1,116 @@
+"""The tracker: run names, the experiment kind, datasets on nested runs, quiet logs, the closing summary."""
+
+import logging
+import os
+import re
+
+import pandas as pd
+import pytest
+
+from hybridwbc.run import run_experiment
+from hybridwbc.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Tracker, dataset_name, run_name
+
+SMALL = ["data.synthetic.n_per_class=12", "data.synthetic.size=64", "eval.n_bootstrap=20", "features.n_jobs=1",
+         "classifier=svm"]  # the experiments default to CNN methods; the SVM keeps these runs to seconds
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_comparison_children_are_named_nested_and_carry_the_dataset(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    table = pd.DataFrame({"path": [f"{i}.png" for i in range(7)], "label": ["a", "b"] * 3 + ["a"]})
+    with Tracker(True, uri, str(tmp_path / "art"), "wbc5_compare", run_name("wbc5_compare", "2 methods", 3)) as t:
+        t.log_dataset(table, dataset_name("pbc", "real"), tmp_path, "0123abcd")
+        with t.child(run_name("wbc5_compare", "svm", 3)) as child:
+            child.log_headline({"all_balanced_accuracy": 0.8, "all_balanced_accuracy_ci_low": 0.7,
+                                "all_balanced_accuracy_ci_high": 0.9, "balanced_accuracy": 0.85})
+    client = _client(uri)
+    parent, kid = client.get_run(t.run_id), client.get_run(child.run_id)
+    assert parent.info.run_name == "wbc5_compare · 2 methods · seed 3"
+    assert kid.info.run_name == "wbc5_compare · svm · seed 3"
+    assert kid.data.tags["mlflow.parentRunId"] == t.run_id
+    for run in (parent, kid):
+        (ds,) = run.inputs.dataset_inputs
+        assert (ds.dataset.name, ds.dataset.digest) == ("pbc", "0123abcd") and '"num_rows": 7' in ds.dataset.profile
+    assert kid.data.metrics["headline.balanced_accuracy"] == 0.8  # all test rows, not the scored rows' 0.85
+    assert kid.data.metrics["headline.balanced_accuracy.ci_high"] == 0.9
+    assert client.get_experiment(parent.info.experiment_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+
+
+def test_an_experiment_made_before_the_kind_tag_gets_it(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    exp_id = mlflow.create_experiment("old", artifact_location=(tmp_path / "art").as_uri())
+    assert EXPERIMENT_KIND_TAG not in _client(uri).get_experiment(exp_id).tags
+    with Tracker(True, uri, str(tmp_path / "art"), "old", "old · svm · seed 0"):
+        pass
+    assert _client(uri).get_experiment(exp_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+
+
+def test_disabled_tracker_ignores_datasets_and_headlines(tmp_path):
+    with Tracker(False, "sqlite:///unused.db", str(tmp_path), "x") as t:
+        t.log_dataset(pd.DataFrame({"path": ["a"]}), "d", tmp_path, "ff")
+        t.log_headline({"balanced_accuracy": 0.5})
+        t.describe("text")
+    assert t.run_id is None and not (tmp_path / "unused.db").exists()
+
+
+def test_a_run_logs_one_line_per_stage_and_a_summary_naming_the_run(compose, tmp_path, monkeypatch, caplog,
+                                                                      capfd):
+    monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    cfg, choices = compose("+experiment=wbc5", *SMALL)
+    with caplog.at_level(logging.INFO):
+        out = run_experiment(cfg, tmp_path / "run", "wbc5", choices)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"  # TensorFlow's C++ INFO/WARNING lines off for a CNN's training
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("hybridwbc")]
+    stages = [m.split()[0] for m in ours if re.match(r"^\S.* +\d+\.\d s  ", m)]
+    assert stages == ["data", "features", "evaluate", "save"], ours
+    noisy = [r.getMessage() for r in caplog.records if r.name.startswith("mlflow") and r.levelno < logging.WARNING]
+    assert noisy == []  # no "Creating initial MLflow database tables", no signature validation chatter
+    printed = capfd.readouterr()
+    assert "Downloading artifacts" not in printed.out + printed.err
+    summary = printed.out[printed.out.index("== wbc5 · svm · seed 0: done"):]
+    m = out["metrics"]
+    assert (f"balanced accuracy {m['all_balanced_accuracy']:.3f} [{m['all_balanced_accuracy_ci_low']:.3f}, "
+            f"{m['all_balanced_accuracy_ci_high']:.3f}]") in summary
+    assert f"MLflow run: 'wbc5 · svm · seed 0' ({out['run_id']})" in summary
+    assert f"run folder: {tmp_path / 'run'}" in summary
+    assert f"python -m hybridwbc.predict model={tmp_path / 'run' / 'model'} input=" in summary
+    assert "make ui" in summary  # the project's own store (paths.root/mlflow.db): the one `make ui` opens
+    run = _client(f"sqlite:///{tmp_path}/mlflow.db").get_run(out["run_id"])
+    assert run.data.tags["mlflow.note.content"].startswith("== wbc5 · svm · seed 0: done")
+
+
+def test_summary_without_tracking_says_so(compose, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HYBRIDWBC_DATA", raising=False)
+    cfg, choices = compose("+experiment=wbc5", *SMALL, "tracking=disabled")
+    run_experiment(cfg, tmp_path / "run", "wbc5", choices)
+    out = capsys.readouterr().out
+    assert "MLflow run: (tracking disabled)" in out and "mlflow ui" not in out and "make ui" not in out
+
+
+@pytest.mark.parametrize("source, name", [("real", "pbc"), ("synthetic", "pbc (built-in synthetic)")])
+def test_dataset_name_marks_the_synthetic_stand_in(source, name):
+    assert dataset_name("pbc", source) == name
+
+
+def test_a_third_party_warning_repeated_with_other_numbers_shows_once(caplog):
+    from hybridwbc.tracking import quiet_third_party
+
+    quiet_third_party()
+    quiet_third_party()  # idempotent: one filter
+    tf_log = logging.getLogger("tensorflow")
+    assert sum(type(f).__name__ == "OnceFilter" for f in tf_log.filters) == 1
+    with caplog.at_level(logging.WARNING):
+        for n, addr in ((5, "0x7f2a"), (6, "0x7f3b")):
+            tf_log.warning("%d out of the last %d calls to <function f at %s> triggered tf.function retracing", n, n,
+                           addr)
+        tf_log.warning("another warning")
+    assert [r.getMessage()[:2] for r in caplog.records if r.name == "tensorflow"] == ["5 ", "an"]
