@@ -143,6 +143,12 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         ``0`` keeps Keras' moving averages.
     verbose : int, default 1
         ``1``: one progress bar per training and one closing line; ``2``: one line per epoch; ``0``: silent.
+    deterministic : bool, default False
+        Turn on TensorFlow's op determinism (``tf.config.experimental.enable_op_determinism``, for the whole
+        process) before training, so a rerun with the same rows and ``random_state`` gives bit-identical
+        weights. Without it the seeded data order and augmentation still repeat exactly, but multithreaded
+        CPU kernels may sum gradients in a different order, so weights can differ in the last bits and the
+        training path can drift. It may slow training.
 
     Attributes
     ----------
@@ -167,7 +173,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                  patience: int = 6, validation_fraction: float = 0.1, augment: bool = True,
                  class_weight: str | None = "balanced", bn_momentum: float = 0.9, random_state: int = 0,
                  cache_dir: str | None = None, embed_batch_size: int = 64, steps_per_epoch: int | None = None,
-                 disk_cache: bool = True, bn_recalibration: int = 50, verbose: int = 1, precision: str = "float32"):
+                 disk_cache: bool = True, bn_recalibration: int = 50, verbose: int = 1, precision: str = "float32",
+                 deterministic: bool = False):
         self.backbone = backbone
         self.input_size = input_size
         self.pooling = pooling
@@ -182,6 +189,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.augment = augment
+        self.deterministic = deterministic
         self.class_weight = class_weight
         self.bn_momentum = bn_momentum
         self.random_state = random_state
@@ -268,6 +276,10 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             raise ValueError(f"CNNClassifier needs at least two classes; received {list(self.classes_)}.")
         yi = np.searchsorted(self.classes_.astype(str), y.astype(str)).astype(np.int64)
         keras.utils.set_random_seed(int(self.random_state))
+        if self.deterministic:
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
         shas = np.array([file_sha256(p) or p for p in paths], dtype=object)
         val_groups = shas if groups is None else np.asarray(groups, dtype=object).astype(str)
         # the groups shape the validation split, so they are part of what names the training run
@@ -334,7 +346,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                 "steps_per_epoch": self.steps_per_epoch, "validation_fraction": self.validation_fraction,
                 "weight_decay": self.weight_decay, "weights": self.weights,
                 # only when not float32, so the keys of models trained before the setting existed still match
-                **({"precision": p} if (p := resolve_precision(self.precision)) != "float32" else {})}
+                **({"precision": p} if (p := resolve_precision(self.precision)) != "float32" else {}),
+                **({"deterministic": True} if self.deterministic else {})}
 
     def _model_dir(self, key: str) -> Path:
         return Path(os.fsdecode(self.cache_dir)) / "cnn_models" / key

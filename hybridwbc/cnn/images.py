@@ -80,36 +80,42 @@ def decode_resize(path, size: int, native: bool = True):
 
 def augment_microscopy(size: int, scale: float = 0.1, shift: float = 0.03, brightness: float = 0.08,
                        contrast: float = 0.1, saturation: float = 0.1, hue: float = 0.02, stain: float = 0.05):
-    """Graph function for one ``(size, size, 3)`` float32 image in ``[0, 255]``: microscopy augmentation.
+    """Graph function ``aug(x, seed)`` for one ``(size, size, 3)`` float32 image in ``[0, 255]`` and a ``(2,)``
+    int64 seed: microscopy augmentation.
 
     Cells have no up, down or handedness: random horizontal and vertical flips
     and 90-degree rotations. Small zoom in ``[1 - scale, 1 + scale]`` with a
     small shift (reflect padding, so no black borders). Colour/stain jitter:
     brightness, contrast, saturation, hue, and a per-channel gain in
     ``[1 - stain, 1 + stain]`` (stain intensity varies between slides).
+
+    Every draw is a stateless random op of ``seed`` (TensorFlow's ``stateless_*``), so the result is a
+    pure function of the image and the seed: the parallel ``tf.data`` map that calls it gives the same
+    images in every run, whatever the thread timing (stateful ops share one stream between threads).
     """
     import tensorflow as tf
 
     pad = int(np.ceil(size * (scale + shift)))
 
-    def aug(x):
-        x = tf.image.random_flip_left_right(x)
-        x = tf.image.random_flip_up_down(x)
-        x = tf.image.rot90(x, k=tf.random.uniform([], 0, 4, dtype=tf.int32))
+    def aug(x, seed):
+        s = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=11)
+        x = tf.image.stateless_random_flip_left_right(x, s[0])
+        x = tf.image.stateless_random_flip_up_down(x, s[1])
+        x = tf.image.rot90(x, k=tf.random.stateless_uniform([], s[2], 0, 4, dtype=tf.int32))
         if scale > 0 or shift > 0:
             padded = tf.pad(x, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
             full = float(size + 2 * pad)
-            side = size * tf.random.uniform([], 1.0 - scale, 1.0 + scale) / full
-            cy = 0.5 + tf.random.uniform([], -shift, shift) * size / full
-            cx = 0.5 + tf.random.uniform([], -shift, shift) * size / full
+            side = size * tf.random.stateless_uniform([], s[3], 1.0 - scale, 1.0 + scale) / full
+            cy = 0.5 + tf.random.stateless_uniform([], s[4], -shift, shift) * size / full
+            cx = 0.5 + tf.random.stateless_uniform([], s[5], -shift, shift) * size / full
             box = tf.stack([cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2])[None]
             x = tf.image.crop_and_resize(padded[None], box, [0], [size, size])[0]
         x = x / 255.0
-        x = tf.image.random_brightness(x, brightness)
-        x = tf.image.random_contrast(x, 1.0 - contrast, 1.0 + contrast)
-        x = tf.image.random_saturation(x, 1.0 - saturation, 1.0 + saturation)
-        x = tf.image.random_hue(x, hue)
-        x = x * tf.random.uniform([1, 1, 3], 1.0 - stain, 1.0 + stain)
+        x = tf.image.stateless_random_brightness(x, brightness, s[6])
+        x = tf.image.stateless_random_contrast(x, 1.0 - contrast, 1.0 + contrast, s[7])
+        x = tf.image.stateless_random_saturation(x, 1.0 - saturation, 1.0 + saturation, s[8])
+        x = tf.image.stateless_random_hue(x, hue, s[9])
+        x = x * tf.random.stateless_uniform([1, 1, 3], s[10], 1.0 - stain, 1.0 + stain)
         return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
     return aug
@@ -142,7 +148,9 @@ def image_dataset(paths: Sequence[str], size: int, batch_size: int, labels: np.n
     shuffle_seed : int, optional
         Shuffle the file order on each pass (training).
     augment : callable, optional
-        Graph function applied to one ``(size, size, 3)`` float32 image after decoding.
+        Graph function ``augment(image, seed)`` applied to one ``(size, size, 3)`` float32 image after
+        decoding (:func:`augment_microscopy`); the seed of the ``k``-th element of a pass is
+        ``(shuffle_seed, k)``, and the file order of each pass is itself seeded, so a run repeats exactly.
     record : callable, optional
         Called (from the pipeline) with the ``int64`` row index of each decoded image (a 1-element
         array), so a caller can tell which files were dropped.
@@ -180,9 +188,10 @@ def image_dataset(paths: Sequence[str], size: int, batch_size: int, labels: np.n
         ds = ds.repeat()
     if shuffle_seed is not None and disk_cache:  # the cache replays one order: mix it again, in a bounded buffer
         ds = ds.shuffle(min(len(paths), SHUFFLE_BUFFER), seed=shuffle_seed + 1, reshuffle_each_iteration=True)
-    if augment is not None:
-        ds = ds.map(lambda x, i: (augment(tf.cast(x, tf.float32)), i), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
+    if augment is not None:  # seed of the k-th element of a pass: (shuffle_seed, k), so runs repeat exactly
+        base = tf.constant(0 if shuffle_seed is None else int(shuffle_seed), tf.int64)
+        ds = ds.enumerate().map(lambda k, e: (augment(tf.cast(e[0], tf.float32), tf.stack([base, k])), e[1]),
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
         ds = ds.map(lambda x, i: (tf.cast(x, tf.float32), i))
     ds = ds.batch(batch_size, drop_remainder=bool(drop_remainder) and len(paths) >= batch_size)

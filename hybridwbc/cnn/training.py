@@ -323,8 +323,8 @@ class EpochLog:
 
 #: Version of the training arithmetic, in every trained-model cache key: bump it when the same settings and rows
 #: would train a different model. 2: training batches drop the remainder; the learning-rate schedule spans the
-#: steps actually run.
-TRAINING_VERSION = 2
+#: steps actually run. 3: augmentation draws stateless random numbers seeded by (random_state, position in the pass).
+TRAINING_VERSION = 3
 
 
 def training_key(settings: dict, shas, y, groups=None) -> str:

@@ -393,3 +393,62 @@ def test_a_trained_model_is_not_kept_alive_by_its_compiled_steps(data):
     del est
     gc.collect()
     assert ref() is None
+
+
+def test_augmentation_is_a_pure_function_of_the_image_and_its_seed():
+    """Stateless draws: the same seed gives the same image in any thread, another seed another image
+    (the parallel tf.data map cannot make two runs differ)."""
+    import tensorflow as tf
+
+    from hybridwbc.cnn.images import augment_microscopy
+
+    aug = augment_microscopy(32)
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.float32))
+    a = aug(x, tf.constant([7, 3], tf.int64)).numpy()
+    b = aug(x, tf.constant([7, 3], tf.int64)).numpy()
+    c = aug(x, tf.constant([7, 4], tf.int64)).numpy()
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+    assert a.shape == (32, 32, 3) and 0.0 <= a.min() and a.max() <= 255.0
+
+
+def test_an_augmented_training_stream_repeats_exactly(save_png, tmp_path):
+    from hybridwbc.cnn.images import augment_microscopy, image_dataset
+
+    rng = np.random.default_rng(1)
+    paths = [str(save_png(tmp_path / f"{i}.png", rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)))
+             for i in range(12)]
+
+    def stream():
+        ds = image_dataset(paths, 32, 4, labels=np.arange(12) % 2, shuffle_seed=5, augment=augment_microscopy(32))
+        return [(x.numpy(), y.numpy()) for x, y in ds]
+
+    keras.utils.set_random_seed(0)
+    first = stream()
+    keras.utils.set_random_seed(0)
+    second = stream()
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, second))
+
+
+@pytest.mark.slow
+def test_deterministic_training_repeats_bit_for_bit(data, tmp_path):
+    """Two fresh trainings (no cache) with deterministic=True give identical probabilities. In a child
+    process: TensorFlow's op determinism stays on for the rest of a process."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys, numpy as np\n"
+        "from hybridwbc.cnn.estimators import CNNClassifier\n"
+        "paths, y, tiny = json.loads(sys.argv[1])\n"
+        "X = np.asarray(paths, dtype=object).reshape(-1, 1)\n"
+        "out = [CNNClassifier(deterministic=True, **{**tiny, 'epochs': 2}).fit(X, np.asarray(y, dtype=object))"
+        ".predict_proba(X).tolist() for _ in range(2)]\n"
+        "print(json.dumps(out))\n")
+    arg = json.dumps([data["paths"], data["y"].tolist(), TINY])
+    done = subprocess.run([sys.executable, "-c", script, arg], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert np.array_equal(np.asarray(first), np.asarray(second))
+    assert CNNClassifier(**{**TINY, "deterministic": True}).training_settings()["deterministic"] is True
+    assert "deterministic" not in CNNClassifier(**TINY).training_settings()  # old cache keys still match
