@@ -32,6 +32,8 @@ th:first-child,td:first-child{text-align:left} .flag{color:#b00;font-weight:600}
 .gallery{display:flex;flex-wrap:wrap;gap:6px;min-height:24px;border-left:6px solid var(--c);padding-left:6px}
 figure.cell{margin:0;width:112px;font-size:11px;text-align:center;border:2px solid transparent}
 figure.cell img{width:96px;height:96px;display:block;margin:auto}
+figure.cell img.heat{display:none} figure.cell:hover img.heat{display:block}
+figure.cell:hover img.thumb:has(+ img.heat){display:none}
 figure.cell.corrected{border-color:#e67e00;background:#fff4e0} figure.cell select{width:108px;font-size:11px}
 .field{position:relative;display:inline-block;margin:4px} .field img{display:block}
 .field svg{position:absolute;left:0;top:0} #bar{position:sticky;top:0;background:#fff;padding:6px 0;z-index:2}
@@ -130,8 +132,11 @@ def _figure(cell: dict, options: list) -> str:
     attrs = " ".join(f"data-{k}='{html.escape(str(v), quote=True)}'" for k, v in
                      (("id", cell["cell_id"]), ("sample", cell["sample"]), ("field", cell["field"]), ("pred", label)))
     title = html.escape(f"{cell['cell_id']}: {cell.get('reason') or label}", quote=True)
-    return (f"<figure class='cell' {attrs} title='{title}'><img alt='{html.escape(cell['cell_id'], quote=True)}' "
-            f"src='data:image/jpeg;base64,{cell['thumb']}'><figcaption>{caption}</figcaption>"
+    heat = (f"<img class='heat' alt='heat map of {html.escape(cell['cell_id'], quote=True)}' "
+            f"src='data:image/jpeg;base64,{cell['heat']}'>" if cell.get("heat") else "")
+    return (f"<figure class='cell' {attrs} title='{title}'><img class='thumb' "
+            f"alt='{html.escape(cell['cell_id'], quote=True)}' "
+            f"src='data:image/jpeg;base64,{cell['thumb']}'>{heat}<figcaption>{caption}</figcaption>"
             f"<select>{sel}</select></figure>")
 
 

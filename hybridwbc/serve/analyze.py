@@ -3,7 +3,7 @@
     python -m hybridwbc.analyze model=<model> input=<folder, file, glob or CSV> output=<dir>
         [n_jobs=-1] [min_confidence=0] [max_pixels=64000000] [crop=360] [window=cell] [cell_fraction=0.37]
         [min_count=100] [blast_threshold=5] [uncertain_share=0.2] [count_border=false] [report_fields=60]
-        [batch=16] [min_nucleus_frac=0.002] [tracking=<MLflow URI, or none>]
+        [batch=16] [min_nucleus_frac=0.002] [explain=false] [tracking=<MLflow URI, or none>]
 
 ``model`` is any saved cell model ``predict`` takes (a run's ``model/`` folder, a composed cascade,
 a pyfunc folder or a ``models:/`` URI). ``input`` names field images: a folder (searched
@@ -18,7 +18,8 @@ side cut from the field in pixels, or ``cell`` to scale by the cell's size, with
 keeps, as a share of the field (doubled in field mode): lower it for fields at a lower magnification,
 where white cells span less than a sixth of the field's width. Below ``min_confidence``, or outside the model's training
 domain, a cell is ``uncertain`` (counted apart, never assigned). A file that cannot be read is
-an error row of ``fields.csv``; it never stops the batch.
+an error row of ``fields.csv``; it never stops the batch. ``explain=true`` (models with a CNN) adds each
+answered cell's Grad-CAM heat map to the review page (shown when the pointer rests on the cell).
 
 Writes into ``output``: ``cells.csv`` (one row per cell), ``fields.csv`` (status, reason and counts
 per field), ``samples.csv`` (the differential with 95% Wilson intervals, the blast percentage where the
@@ -49,6 +50,7 @@ _INT = {"crop": 1, "min_count": 0, "report_fields": 0, "batch": 1}
 _FLOAT = {"cell_fraction": (0.0, 1.0), "blast_threshold": (0.0, 100.0), "uncertain_share": (0.0, 1.0),
           "min_nucleus_frac": (0.0, 0.5)}
 _KEYS = {"model", "input", "output", "n_jobs", "min_confidence", "max_pixels", "window", "count_border", "tracking",
+         "explain",
          *_INT, *_FLOAT}
 CELL_COLUMNS = ["sample", "field", "path", "cell_id", "row0", "col0", "row1", "col1", "row", "col", "area",
                 "nucleus_area", "border", "overlap"]
@@ -86,7 +88,7 @@ def parse_args(argv: list[str]) -> dict:
     missing = {"model", "input", "output"} - set(args)
     if missing:
         raise ConfigError(f"Missing argument(s) {sorted(missing)}. {USAGE}")
-    base = {k: args.pop(k) for k in ("model", "input", "output", "n_jobs", "min_confidence", "max_pixels")
+    base = {k: args.pop(k) for k in ("model", "input", "output", "n_jobs", "min_confidence", "max_pixels", "explain")
             if k in args}
     base = predict_args([f"{k}={v}" for k, v in base.items()])
     for k, low in _INT.items():
@@ -213,7 +215,7 @@ def analyze(model: str, input: str, output: str, n_jobs: int | None = None, min_
             max_pixels: int | None = None, crop: int = 360, window="cell", cell_fraction: float = 0.37,
             min_count: int = 100, blast_threshold: float = 5.0, uncertain_share: float = 0.2,
             count_border: bool = False, report_fields: int = 60, batch: int = 16, tracking: str | None = None,
-            min_nucleus_frac: float = 0.002) -> dict:
+            min_nucleus_frac: float = 0.002, explain: bool = False) -> dict:
     """Analyse every field named by ``input`` with ``model``; write the tables, GeoJSON and report to ``output``.
 
     Returns
@@ -234,6 +236,10 @@ def analyze(model: str, input: str, output: str, n_jobs: int | None = None, min_
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     obj = load_model(model)
+    if explain:
+        from hybridwbc.serve.heatmaps import require_cnn
+
+        require_cnn(obj, model)  # refused before any field is read
     classes = model_classes(obj)
     paths, samples, refused = collect_fields(input)
     settings = CropSettings(crop=crop, window=window, cell_fraction=cell_fraction, max_pixels=max_pixels,
@@ -247,7 +253,7 @@ def analyze(model: str, input: str, output: str, n_jobs: int | None = None, min_
                             "min_nucleus_frac": min_nucleus_frac,
                             "classes": ",".join(classes)})
         state = _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confidence, settings,
-                            report_fields, batch)
+                            report_fields, batch, explain)
         cells = pd.read_csv(out / "cells.csv", keep_default_na=False,
                             dtype={"sample": str, "field": str, "label": str, "status": str})
         fields = pd.read_csv(out / "fields.csv", keep_default_na=False, dtype={"sample": str, "field": str})
@@ -260,7 +266,7 @@ def analyze(model: str, input: str, output: str, n_jobs: int | None = None, min_
 
 
 def _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confidence, settings, report_fields,
-                batch) -> dict:
+                batch, explain=False) -> dict:
     """Stream the fields through locating and classification, appending to ``cells.csv`` and ``fields.csv``."""
     from hybridwbc.report.geojson import write_field_geojson
     from hybridwbc.serve.fields import classify_crops
@@ -284,6 +290,7 @@ def _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confiden
             crops = [c for _, r, _ in pending for c in r["crops"]]
             names = [f"{i}#{k}" for i, r, _ in pending for k in range(len(r["crops"]))]
             part = classify_crops(obj, crops, names, n_jobs, min_confidence) if crops else None
+            heat = _heat(obj, crops, part) if explain and crops else None
             at = 0
             for i, rec, secs in pending:
                 sample, path = samples[i], display_path(paths[i])
@@ -298,9 +305,9 @@ def _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confiden
                 if rec["status"] == "ok":
                     write_field_geojson(out / "geojson" / sample / f"{Path(field).stem}.geojson", rows,
                                         rec["cells"], classes)
-                for r, t in zip(rows, rec["thumbs"]):  # the review page's cells wait on disk, not in memory
-                    fr.write(json.dumps({**{k: _plain(r[k]) for k in keep}, "thumb": t, "guess": _guess(r, classes)})
-                             + "\n")
+                for j, (r, t) in enumerate(zip(rows, rec["thumbs"])):  # the review page's cells wait on disk
+                    fr.write(json.dumps({**{k: _plain(r[k]) for k in keep}, "thumb": t, "guess": _guess(r, classes),
+                                         **({"heat": heat[at - n + j]} if heat else {})}) + "\n")
                 if rec["field_thumb"] and len(state["report_fields"]) < report_fields:
                     state["report_fields"].append({"sample": sample, "field": field, "thumb": rec["field_thumb"],
                                                    "height": rec["height"], "width": rec["width"]})
@@ -317,6 +324,17 @@ def _run_fields(obj, classes, paths, samples, refused, out, n_jobs, min_confiden
         if pending:
             flush()
     return state
+
+
+def _heat(obj, crops, part) -> list[str]:
+    """Heat-map thumbnails of the classified crops (:func:`hybridwbc.serve.heatmaps.heat_thumbs`): each for the
+    label the model gave, or its top class for an ``uncertain`` cell; none for an error row."""
+    from hybridwbc.serve.heatmaps import heat_thumbs
+
+    probs = [c for c in part.columns if c.startswith("p_")]
+    labels = [("" if st == "error" else (lab if lab != "uncertain" else max(probs, key=lambda c: row[c])[2:]))
+              for (_, row), lab, st in zip(part.iterrows(), part["label"], part["status"])]
+    return heat_thumbs(obj, crops, labels)
 
 
 def _field_counts(fields, cells, classes, rules):

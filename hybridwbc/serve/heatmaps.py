@@ -15,7 +15,7 @@ from pathlib import Path
 from hybridwbc.errors import ConfigError
 from hybridwbc.models.parts import trained_cnn
 
-__all__ = ["pipeline_of", "require_cnn", "write_heatmaps"]
+__all__ = ["pipeline_of", "require_cnn", "write_heatmaps", "heat_thumbs"]
 
 
 def pipeline_of(model):
@@ -50,6 +50,51 @@ def _file_name(i: int, path: str) -> str:
     return f"{i:05d}_{stem}.png"
 
 
+def _overlay(cnn, segment, image, label, known):
+    """The Grad-CAM map of ``label`` (the CNN's own prediction if it does not know ``label``) over ``image``,
+    with the segmentation outline: ``(H, W, 3) uint8``."""
+    from hybridwbc.report.overlay import heatmap_overlay, primary_masks
+
+    res = cnn.explain([image], str(label) if str(label) in known else None)
+    nucleus, cytoplasm = primary_masks(segment, image)
+    return heatmap_overlay(image, res.maps[0], nucleus, cytoplasm)
+
+
+def heat_thumbs(model, crops, labels, side: int = 96) -> list[str]:
+    """Per encoded cell crop, its heat map for its label as a ``side``-pixel base64 JPEG (``""`` where the
+    crop cannot be decoded or ``labels`` holds ``""``, an unanswered cell): the review page shows them.
+
+    Raises
+    ------
+    ConfigError
+        If the model holds no CNN (:func:`require_cnn`).
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    from hybridwbc.data.io import read_image
+    from hybridwbc.errors import HybridWBCError
+
+    cnn = require_cnn(model, "model")
+    segment = getattr(pipeline_of(model).featurizer, "segment", None)
+    known = {str(c) for c in cnn.classes_}
+    out = []
+    for data, label in zip(crops, labels):
+        try:
+            image = read_image(data) if label else None
+        except HybridWBCError:
+            image = None
+        if image is None:
+            out.append("")
+            continue
+        buf = io.BytesIO()
+        Image.fromarray(_overlay(cnn, segment, image, label, known)).resize((side, side)).save(buf, "JPEG", quality=85)
+        out.append(base64.b64encode(buf.getvalue()).decode("ascii"))
+    return out
+
+
 def write_heatmaps(model, frame, folder) -> list[str]:
     """Write one heat-map PNG per answered row of ``predict``'s result into ``folder``.
 
@@ -70,7 +115,6 @@ def write_heatmaps(model, frame, folder) -> list[str]:
 
     from hybridwbc.data.io import read_image
     from hybridwbc.errors import HybridWBCError
-    from hybridwbc.report.overlay import heatmap_overlay, primary_masks
 
     pipeline = pipeline_of(model)
     cnn = require_cnn(model, "model")
@@ -88,11 +132,9 @@ def write_heatmaps(model, frame, folder) -> list[str]:
         except HybridWBCError:
             out.append("")
             continue
-        res = cnn.explain([image], str(label) if str(label) in known else None)
-        nucleus, cytoplasm = primary_masks(segment, image)
         target = folder / _file_name(i, path)
         tmp = target.with_name(target.name + ".tmp.png")
-        Image.fromarray(heatmap_overlay(image, res.maps[0], nucleus, cytoplasm)).save(tmp)
+        Image.fromarray(_overlay(cnn, segment, image, label, known)).save(tmp)
         os.replace(tmp, target)
         out.append(str(target))
     return out

@@ -14,7 +14,7 @@ from hybridwbc.errors import ConfigError, DataLayoutError
 from hybridwbc.evaluate.detection import match_boxes
 from hybridwbc.features.simple import ColourShapeFeaturizer
 from hybridwbc.features.table import featurize_manifest
-from hybridwbc.serve.analyze import collect_fields, main, parse_args
+from hybridwbc.serve.analyze import analyze, collect_fields, main, parse_args
 from hybridwbc.serve.pipeline import WBCPipeline
 from hybridwbc.serve.verify import main as verify_main
 from hybridwbc.serve.verify import verify
@@ -302,3 +302,31 @@ def test_cells_outside_the_training_domain_are_uncertain_with_the_reason(analyse
     samples = _read(out / "samples.csv")
     assert samples["n_counted"].iloc[0] == 0 and samples["n_uncertain"].iloc[0] == len(cells)
     assert "many_uncertain" in samples["flags"].iloc[0]
+
+
+def test_explain_puts_each_answered_cell_s_heat_map_on_the_review_page(analysed, tmp_path):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from hybridwbc.cnn.estimators import CNNClassifier
+
+    m = scan(analysed["root"] / "cells", "folders").manifest
+    tiny = dict(input_size=32, backbone_params={"depth": 2, "width": 8}, epochs=1, batch_size=16,
+                validation_fraction=0, random_state=0, verbose=0)
+    est = CNNClassifier(**tiny).fit(m["path"].to_numpy(dtype=object).reshape(-1, 1), m["label"].to_numpy(dtype=object))
+    model = WBCPipeline(ColourShapeFeaturizer(), est, input_kind="paths").save(tmp_path / "cnn")
+    out = tmp_path / "out"
+    assert main([f"model={model}", f"input={analysed['root'] / 'slides' / 'S1'}", f"output={out}", "crop=96",
+                 "window=96", "n_jobs=1", "tracking=none", "explain=true"]) == 0
+    cells = _read(out / "cells.csv")
+    page = (out / "report.html").read_text()
+    heats = re.findall(r"<img class='heat' alt='heat map of [^']+' src='data:image/jpeg;base64,([^']+)'>", page)
+    assert len(heats) == int((cells["status"] != "error").sum()) > 0
+    assert Image.open(io.BytesIO(base64.b64decode(heats[0]))).size == (96, 96)
+    with pytest.raises(ConfigError, match=r"explain=true needs a model with a CNN; .* has none"):
+        analyze(str(analysed["model"]), str(analysed["root"] / "slides"), str(tmp_path / "x"), explain=True,
+                tracking="none")
+    assert not (tmp_path / "x" / "cells.csv").exists()  # refused before any field was read
