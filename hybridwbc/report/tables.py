@@ -32,7 +32,8 @@ import pandas as pd
 
 from hybridwbc.cli import print_error, run_cli
 
-__all__ = ["store_client", "method_runs", "method_name", "latest_run", "current_identity", "tabled_run", "collect_rows",
+__all__ = ["store_client", "method_runs", "method_name", "latest_run", "check_data_unchanged", "current_identity",
+           "tabled_run", "collect_rows",
            "run_timing", "portable", "format_markdown", "write_tables", "write_timing", "format_cell", "load_mcnemar",
            "main"]
 
@@ -85,6 +86,37 @@ def current_identity(experiment: str, overrides=()) -> dict:
             "code_version": code_version()}
 
 
+def check_data_unchanged(run, experiment: str, overrides=()) -> None:
+    """Refuse to table a real-data run whose images changed since it ran: the manifest of the folder it read
+    (its ``data.root`` tag, scanned again with the experiment's data settings) must have the run's
+    ``data.manifest_hash`` (the content hashes, labels and subjects of the images).
+
+    Raises
+    ------
+    DataLayoutError
+        If the folder's manifest hash differs (images added, removed, replaced or relabelled), or the folder is gone.
+    """
+    from hybridwbc.config import compose_experiment
+    from hybridwbc.data.dataset import load_dataset
+    from hybridwbc.data.manifest import manifest_hash
+    from hybridwbc.errors import DataLayoutError, HybridWBCError
+
+    tags = run.data.tags
+    if tags.get("data.source") != "real" or not tags.get("data.manifest_hash"):
+        return
+    cfg = compose_experiment(experiment, [*overrides, f"data.root={tags.get('data.root', '')}", "data.subdir=null"])
+    try:
+        now = manifest_hash(load_dataset(cfg.data, ".", cfg.paths.cache_dir, seed=cfg.seed).manifest)
+    except HybridWBCError as exc:
+        now = f"unreadable ({exc})"
+    if now != tags["data.manifest_hash"]:
+        raise DataLayoutError(
+            f"The images run {run.info.run_id} of {experiment!r} read in {tags.get('data.root')!r} changed since it "
+            f"ran (manifest hash {tags['data.manifest_hash']!r}, now {now!r}). Fix: rerun the experiment on the "
+            f"current images (`python -m hybridwbc.run +experiment={experiment}`), then `make tables`."
+        )
+
+
 def tabled_run(client, experiment: str, uri: str, overrides=(), allow_synthetic: bool = False):
     """The run a table of ``experiment`` publishes: the latest of the current identity, on real data.
 
@@ -98,6 +130,7 @@ def tabled_run(client, experiment: str, uri: str, overrides=(), allow_synthetic:
     ident = current_identity(experiment, overrides)
     run = latest_run(client, experiment, **ident, real_only=not allow_synthetic)
     if run is not None:
+        check_data_unchanged(run, experiment, overrides)
         return run
     last = latest_run(client, experiment)
     if last is None:

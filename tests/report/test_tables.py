@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -109,3 +110,36 @@ def test_portable_rewrites_whole_path_components_only(tmp_path):
     root = str(tmp_path / "main")
     text = f"run tracking.uri=sqlite:///{root}/mlflow.db a={root}/x b={root}2/y c={root}"
     assert portable(text, [root]) == f"run tracking.uri=sqlite:///mlflow.db a=./x b={root}2/y c=."
+
+
+def test_a_run_whose_images_changed_since_is_not_tabled(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from hybridwbc.config import compose_experiment
+    from hybridwbc.data.dataset import load_dataset
+    from hybridwbc.data.manifest import manifest_hash
+    from hybridwbc.data.synthetic import PROFILES, draw_cell
+    from hybridwbc.report.tables import check_data_unchanged
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "pbc"
+    classes = ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+
+    def add(label, i):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(draw_cell(rng, PROFILES[label], size=48).image).save(folder / label / f"X_{i}.jpg")
+
+    for label in classes:
+        for i in range(3):
+            add(label, i)
+    cfg = compose_experiment("wbc5", [f"data.root={folder}", "data.subdir=null", f"paths.cache_dir={tmp_path}/c"])
+    digest = manifest_hash(load_dataset(cfg.data, ".", cfg.paths.cache_dir).manifest)
+    run = SimpleNamespace(info=SimpleNamespace(run_id="r1"), data=SimpleNamespace(tags={
+        "data.source": "real", "data.root": str(folder), "data.manifest_hash": digest}))
+    overrides = [f"paths.cache_dir={tmp_path}/c"]
+    check_data_unchanged(run, "wbc5", overrides)  # the same images: tabled
+    add("monocyte", 9)
+    with pytest.raises(DataLayoutError, match=r"run r1 of 'wbc5' read in .* changed since it ran \(manifest hash"):
+        check_data_unchanged(run, "wbc5", overrides)
