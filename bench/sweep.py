@@ -4,11 +4,13 @@ Runs ``python -m hybridwbc.run -m +experiment=<experiment> seed=0..k-1 classifie
 one fresh MLflow store: first with Hydra's basic (sequential) launcher, then with
 ``hydra/launcher=joblib hydra.launcher.n_jobs=<jobs>`` (loky processes; each job's inner workers are
 capped at cores // jobs, see ``hybridwbc/scale/sweep.py``). The two sweeps run the same jobs on the
-same cached features (a warm-up run fills the feature cache first, so neither pays for it), and
+same cached features (a warm-up run fills the feature cache first, so neither pays for it) but with
+the CNN cache off (``backbone.cache_dir=null``: each sweep trains its own CNNs), and
 their seeds tables (mean ± sd per method) must agree. The last line is JSON with ``speedup``
 (sequential / parallel wall time, medians over ``--repeats`` pairs run in alternating order),
 ``runs_finished`` (jobs of the parallel sweep that finished),
-``identical`` (the two sweeps' per-run balanced accuracies agree) and the settings.
+``identical`` (the two sweeps' per-run balanced accuracies agree), ``max_abs_diff`` (per method, the largest
+per-run difference: a CNN trained with fewer TensorFlow threads per job may sum in another order) and the settings.
 
 Usage::
 
@@ -37,6 +39,7 @@ def sweep(store: Path, args, name: str, launcher: list[str]) -> float:
     cmd = [sys.executable, "-m", "hybridwbc.run", "-m", f"+experiment={args.experiment}",
            "seed=" + ",".join(map(str, range(args.seeds))), f"classifier={args.methods}",
            f"data.max_per_class={args.max_per_class}", "progress=false", "tracking.log_pyfunc=false",
+           "backbone.cache_dir=null",  # every sweep trains its CNNs: a trained-model cache would favour the second
            f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_root={store}/mlartifacts",
            f"hydra.sweep.dir={store}/multirun/{name}", *launcher]
     t = time.perf_counter()
@@ -84,13 +87,15 @@ def main() -> None:
         scores = per_run_scores(store / "r0", args.experiment)
         seq, par = scores.get("BasicLauncher", {}), scores.get("JoblibLauncher", {})
         identical = set(seq) == set(par) and all(abs(seq[k] - par[k]) < 1e-12 for k in seq)
+        diff = {m: max(abs(seq[k] - par[k]) for k in seq if k[0] == m and k in par) for m in {k[0] for k in seq}}
+        print(f"largest per-run balanced-accuracy difference, sequential vs joblib, per method: {diff}", flush=True)
         n_jobs = args.seeds * len(args.methods.split(","))
         print(f"walls {walls}", flush=True)
         print(f"sequential {sequential:.1f} s, joblib x{args.jobs} {parallel:.1f} s for {n_jobs} jobs; "
               f"finished {len(par)} of {n_jobs}; per-run scores identical: {identical}", flush=True)
     print(json.dumps({"speedup": round(sequential / parallel, 3), "runs_finished": len(par), "jobs": n_jobs,
                       "sequential_s": round(sequential, 1), "parallel_s": round(parallel, 1),
-                      "identical": identical, "n_jobs": args.jobs, "cores": os.cpu_count(),
+                      "identical": identical, "max_abs_diff": diff, "n_jobs": args.jobs, "cores": os.cpu_count(),
                       "experiment": args.experiment, "methods": args.methods, "seeds": args.seeds,
                       "max_per_class": args.max_per_class, "repeats": args.repeats}))
 
