@@ -54,8 +54,11 @@ class MLflowSweepCallback(Callback):
         self.info: dict | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
         from hybridwbc.tracking import open_sweep
 
+        HydraConfig.instance().set_config(config)  # the default store (${paths.root}) needs ${hydra:runtime.cwd}
         if not config.tracking.enabled:
             return
         launcher = str(config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]

@@ -97,10 +97,10 @@ def test_close_sweep_counts_jobs_and_fails_the_parent_of_a_failed_job(tmp_path):
     assert "HYBRIDWBC_SWEEP" not in os.environ
 
 
-def _sweep(tmp_path, *args):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cmd = [sys.executable, "-m", "hybridwbc.run", "-m", "+experiment=wbc5", *TINY, f"tracking.uri={uri}",
-           f"tracking.artifact_root={tmp_path}/mlartifacts", *args]
+def _sweep(tmp_path, *args, default_store=False):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"  # the default store of a run from tmp_path, too
+    store = [] if default_store else [f"tracking.uri={uri}", f"tracking.artifact_root={tmp_path}/mlartifacts"]
+    cmd = [sys.executable, "-m", "hybridwbc.run", "-m", "+experiment=wbc5", *TINY, *store, *args]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     assert done.returncode == 0, done.stderr[-3000:]
     return uri, done
@@ -110,7 +110,8 @@ def _sweep(tmp_path, *args):
 def test_joblib_sweep_runs_jobs_in_parallel_processes_nested_under_one_parent(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    uri, done = _sweep(tmp_path, "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    uri, done = _sweep(tmp_path, "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", default_store=True)
+    assert "on_multirun_start raised" not in done.stderr  # the callback made the store before the jobs
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("wbc5")
     runs = client.search_runs([exp.experiment_id])
