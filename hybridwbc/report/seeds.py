@@ -73,7 +73,8 @@ def seed_rows(client, parent) -> tuple[pd.DataFrame, dict]:
 def seed_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean, sd (ddof=1), min and max over seeds per group; a group is every :data:`GROUP_PARAMS` value that
     varies in the sweep (the method always)."""
-    keys = ["method"] + [k for k in GROUP_PARAMS if k != "method" and k in rows and rows[k].nunique() > 1]
+    keys = ["method"] + [k for k in GROUP_PARAMS if k != "method" and k in rows and rows[k].nunique() > 1
+                         and not (rows[k].astype(str) == rows["method"].astype(str)).all()]  # not the method again
     out = []
     for key, g in rows.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -97,7 +98,9 @@ def _markdown(experiment: str, parent, table: pd.DataFrame, status: dict, roots=
              f"- Sweep `{tags.get('sweep.id')}` ({tags.get('sweep.launcher', '?')}), parent run "
              f"`{parent.info.run_id}`; jobs by status: {status}",
              f"- Command: `{portable(tags.get('command', '?'), roots)}`",
-             "- Each cell: mean ± sd (n - 1) over seeds [min, max]; a failed job is counted above, never averaged.",
+             "- Each cell: mean ± sd (n - 1) over seeds [min, max], on each job's own held-out split; a failed job is "
+             "counted above, never averaged. Regenerate: `make sweep` (or the command, then "
+             f"`python -m hybridwbc.tables --seeds {experiment}`).",
              "", "| method | seeds | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     keys = [c for c in table.columns if c in GROUP_PARAMS and c != "method"]
     for _, r in table.iterrows():
