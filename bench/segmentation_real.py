@@ -13,7 +13,7 @@ at thumbnail size, with the expert's outlines (green) and ours (magenta).
 
 Usage::
 
-    python bench/segmentation_real.py [--root ../shared/data/wbcseg] [--methods cluster split]
+    python bench/segmentation_real.py [--root ../shared/data/wbcseg] [--methods cluster split colour]
                                       [--gallery experiments/segmentation/wbcseg_worst.png]
 
 The last line printed is JSON: ``cvblog_nucleus``, ``cvblog_cell``, ``tecom_nucleus``,
@@ -111,7 +111,7 @@ def gallery(worst: list, path: Path, side: int = 128) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, default=default_root())
-    ap.add_argument("--methods", nargs="+", default=["cluster", "split"])
+    ap.add_argument("--methods", nargs="+", default=["cluster", "split", "colour"])
     ap.add_argument("--gallery", type=Path, default=Path("experiments/segmentation/wbcseg_worst.png"))
     ap.add_argument("--n-worst", type=int, default=10)
     args = ap.parse_args(argv)

@@ -10,6 +10,13 @@ That cell can take in red cells that touch it through a neck (real smears: red c
 the white cell and share its colour cluster). :func:`split_touching` (``cytoplasm_method="split"``)
 cuts them off by a watershed of the cell's distance transform: every disc-like part has its own
 maximum, and the parts that hold (almost) none of the nucleus leave the cell.
+
+Red cells that touch the white cell along a broad contact have no neck, and pale cytoplasm close
+to the background colour falls outside the cluster. :func:`colour_model` (``cytoplasm_method="colour"``)
+learns the image's own colours instead: one Gaussian in Lab per class, fitted on pseudo-labels
+(cytoplasm: the clustered cell's pixels just outside the nucleus; red cells: pixels far from the
+nucleus that are neither nucleus nor background; background: pixels of the background colour),
+and the cell is the component of the pixels most likely cytoplasm that holds the nucleus.
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ from hybridwbc.segment.morphology import (
     reconstruct_by_dilation,
 )
 
-__all__ = ["CYTOPLASM_METHODS", "find_cytoplasm", "split_touching"]
+__all__ = ["CYTOPLASM_METHODS", "colour_model", "find_cytoplasm", "split_touching"]
 
-#: Accepted values of ``cytoplasm_method``: the local clustering alone, or followed by :func:`split_touching`.
-CYTOPLASM_METHODS = ("cluster", "split")
+#: Accepted values of ``cytoplasm_method``: the local clustering alone, followed by :func:`split_touching`,
+#: or followed by :func:`colour_model` (by :func:`split_touching` where the model does not apply).
+CYTOPLASM_METHODS = ("cluster", "split", "colour")
 
 
 def _grow(cand, win_nuc, r_open) -> np.ndarray:
@@ -114,7 +122,7 @@ def split_touching(cell, nuc, h=0.1, share=0.05) -> np.ndarray:
     return out
 
 
-def find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img, method="split"):
+def find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_img, method="colour"):
     """Cytoplasm of the cell whose nucleus is ``nuc``; (H, W) bool, disjoint from ``nuc``.
 
     Parameters
@@ -128,8 +136,10 @@ def find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_im
         The local k-means runs on at most ``sample // 2`` pixels.
     max_cell_ratio : float
     r_img : int
-    method : {"cluster", "split"}, default "split"
-        ``split`` cuts touching red cells off the clustered cell (:func:`split_touching`).
+    method : {"cluster", "split", "colour"}, default "colour"
+        ``split`` cuts touching red cells off the clustered cell (:func:`split_touching`);
+        ``colour`` redraws the clustered cell with the image's colour model (:func:`colour_model`),
+        or, where that model does not apply, is ``split``.
     """
     h, w = nuc.shape
     rows = np.flatnonzero(nuc.any(1))
@@ -180,6 +190,95 @@ def find_cytoplasm(lab, nuc, all_nuclei, bg_colour, sample, max_cell_ratio, r_im
     cell = fill_holes(closing(cell, r_img) & inside) | win_nuc
     out = np.zeros_like(nuc)
     out[wr0:wr1, wc0:wc1] = cell
-    if method == "split" and out.any():
+    if method == "colour" and out.any():
+        drawn = colour_model(lab, out, nuc, all_nuclei, bg_colour, (yc, xc, rad), r_img, sample,
+                             far=max_cell_ratio)
+        if drawn is not None:
+            return drawn & ~nuc
+    if method in ("split", "colour") and out.any():
         out = split_touching(out, nuc)
     return out & ~nuc
+
+
+def _gaussian_loglik(x, fit) -> np.ndarray:
+    """Log-likelihood (up to a constant) of pixels ``x`` (N, 1, 3) float32 under a Gaussian fitted on ``fit`` (M, 3).
+
+    Returns an (N,) float32 array.
+    """
+    mu = fit.mean(0)
+    cov = np.cov(fit.T) + np.eye(3)  # 1 unit of Lab variance: a flat class stays invertible
+    a = np.linalg.cholesky(np.linalg.inv(cov)).T  # |a (x - mu)|^2 is the Mahalanobis distance
+    z = cv2.transform(x, np.hstack([a, -(a @ mu)[:, None]]).astype(np.float32)).reshape(-1, 3)
+    return -0.5 * (z * z).sum(1) - 0.5 * float(np.log(np.linalg.det(cov)))
+
+
+def colour_model(lab, cell, nuc, all_nuclei, bg_colour, circle, r_img, sample, ring=0.35, far=2.6,
+                 min_px=20, min_kept=0.5):
+    """The cell redrawn from a per-image colour model of cytoplasm, red cells and background; (H, W) bool.
+
+    One Gaussian per class in Lab, fitted on pseudo-labels: cytoplasm, the pixels of ``cell`` within
+    ``ring`` nucleus radii of the nucleus; red cells, pixels farther than ``far`` nucleus radii from
+    its centre that are neither (near) a nucleus nor background; background, pixels within
+    6 Lab units of ``bg_colour``. Pixels of the cell's disc (``circle``) more likely cytoplasm than
+    either other class, opened (radius 0.18 nucleus radius) so thin bridges break, form the cell:
+    their component holding the nucleus, closed and with holes filled.
+
+    The model does not apply, and None is returned, with fewer than ``min_px`` cytoplasm
+    pseudo-labels (a bare nucleus), with fewer than ``min_px`` grid pixels of both other classes,
+    or when the cell drawn keeps less than ``min_kept`` of the cytoplasm pseudo-labels (a
+    cytoplasm coloured like the red cells).
+
+    Parameters
+    ----------
+    lab : ndarray of shape (H, W, 3), float32
+    cell, nuc, all_nuclei : ndarray of shape (H, W), bool
+        The cell found so far (a superset of ``nuc``), its nucleus, and every nucleus.
+    bg_colour : ndarray of shape (3,)
+    circle : tuple of 3 float
+        ``(row, col, radius)`` of the disc the cell may fill.
+    r_img : int
+        Radius of the final closing.
+    sample : int
+        Red-cell and background pseudo-labels are taken on a regular grid of about ``sample`` pixels.
+    ring, far : float
+        In nucleus radii.
+    min_px : int
+    min_kept : float
+
+    Returns
+    -------
+    ndarray of shape (H, W), bool, or None
+    """
+    h, w = nuc.shape
+    rn = max(1.0, float(np.sqrt(nuc.sum() / np.pi)))
+    cyt = dilate(nuc, max(2, int(round(ring * rn)))) & cell & ~nuc
+    if cyt.sum() < min_px:
+        return None
+    yc, xc, rad = circle
+    ys, xs = np.nonzero(nuc)
+    step = max(1, int(np.sqrt(h * w / sample)))
+    yy, xx = np.ogrid[0:h:step, 0:w:step]
+    grid = lab[::step, ::step].reshape(-1, 3)
+    is_bg = (np.sqrt(((grid - bg_colour) ** 2).sum(1)) < 6.0) & ~all_nuclei[::step, ::step].ravel()
+    away = ~dilate(all_nuclei, 2)[::step, ::step]
+    away &= ((yy - ys.mean()) ** 2 + (xx - xs.mean()) ** 2) > (far * rn) ** 2
+    others = [m for m in (away.ravel() & ~is_bg, is_bg) if m.sum() >= min_px]
+    if not others:
+        return None
+    r0, r1 = max(0, int(yc - rad)), min(h, int(np.ceil(yc + rad)) + 1)
+    c0, c1 = max(0, int(xc - rad)), min(w, int(np.ceil(xc + rad)) + 1)
+    x = np.ascontiguousarray(lab[r0:r1, c0:c1], np.float32).reshape(-1, 1, 3)
+    best = _gaussian_loglik(x, lab[cyt].astype(np.float64))
+    likely = np.ones(x.shape[0], bool)
+    for m in others:
+        likely &= best > _gaussian_loglik(x, grid[m].astype(np.float64))
+    wy, wx = np.ogrid[r0:r1, c0:c1]
+    cand = likely.reshape(r1 - r0, c1 - c0) & (((wy - yc) ** 2 + (wx - xc) ** 2) <= rad * rad)
+    win_nuc = nuc[r0:r1, c0:c1]
+    cand = (cand & ~all_nuclei[r0:r1, c0:c1]) | win_nuc
+    grown = _grow(cand, win_nuc, max(r_img, int(round(0.18 * rn))))
+    out = np.zeros_like(nuc)
+    out[r0:r1, c0:c1] = fill_holes(closing(grown, r_img)) | win_nuc
+    # a model that keeps less than `min_kept` of its own cytoplasm labels misread the cytoplasm
+    # (one the colour of red cells, as in eosinophils with sparse granules)
+    return out if out[cyt].mean() >= min_kept else None

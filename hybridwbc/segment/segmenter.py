@@ -25,9 +25,12 @@ Pure functions on ndarrays. The pipeline of :func:`segment` is:
    dominates a thin ring just outside the nucleus is the cytoplasm, unless it
    is the background. Cytoplasm pixels connected to the nucleus, after an
    opening (which cuts touching red cells), hole filling and a bound on the
-   cell radius, form the cell. With ``cytoplasm_method="split"`` (the default)
+   cell radius, form the cell. With ``cytoplasm_method="split"``
    a watershed of the cell's distance transform then cuts off the red cells that
-   touch it through a neck (:func:`~hybridwbc.segment.cytoplasm.split_touching`).
+   touch it through a neck (:func:`~hybridwbc.segment.cytoplasm.split_touching`). With
+   ``cytoplasm_method="colour"`` (the default) the cell is instead redrawn from a
+   per-image Gaussian colour model of cytoplasm, red cells and background fitted on
+   pseudo-labels (:func:`~hybridwbc.segment.cytoplasm.colour_model`).
 5. **Cell choice.** ``mode="crop"`` keeps the cell nearest the image centre
    (PBC crops), ``"cutout"`` takes the cell on a black background as the
    non-black component (C-NMC), ``"field"`` keeps every cell (smear fields),
@@ -64,8 +67,9 @@ __all__ = ["VERSION", "MODES", "MIN_SIDE", "CellMasks", "Segmentation", "Segment
 #: cache keys, so bump it whenever a change alters any mask. 2: basophil granules are split
 #: from the nucleus; granule clusters sharing the ring join the cell. 3: a dark chromatin rim
 #: or crescent beside a lighter centre is not taken for granules. 4: touching red cells are cut off the
-#: cytoplasm along narrow necks (``cytoplasm_method="split"``, the default).
-VERSION = 4
+#: cytoplasm along narrow necks (``cytoplasm_method="split"``). 5: the cell is redrawn from a per-image
+#: colour model of cytoplasm, red cells and background (``cytoplasm_method="colour"``, the default).
+VERSION = 5
 
 #: Accepted values of the ``mode`` parameter.
 MODES = ("auto", "crop", "cutout", "field")
@@ -169,11 +173,14 @@ class Segmenter:
         ``max(1, min(H, W) // work_side)`` (area averaging), and the masks are
         resized back (bilinear, threshold 0.5): a 360-px PBC crop is
         segmented at 180 px, a 640x480 field at 213x160.
-    cytoplasm_method : {"split", "cluster"}, default "split"
+    cytoplasm_method : {"colour", "split", "cluster"}, default "colour"
         ``cluster``: the cell is the local colour cluster grown from the
         nucleus (segmentation version 3); ``split``: the same, then red cells
         touching it through a neck are cut off by a distance-transform
-        watershed (:func:`~hybridwbc.segment.cytoplasm.split_touching`).
+        watershed (:func:`~hybridwbc.segment.cytoplasm.split_touching`, version 4);
+        ``colour``: the clustered cell is redrawn as the pixels likelier cytoplasm
+        than red cell or background under Gaussians fitted on the image's own
+        pseudo-labels (:func:`~hybridwbc.segment.cytoplasm.colour_model`, version 5).
 
     Raises
     ------
@@ -188,7 +195,7 @@ class Segmenter:
     min_nucleus_frac: float = 0.002
     max_cell_ratio: float = 2.6
     work_side: int = 160
-    cytoplasm_method: str = "split"
+    cytoplasm_method: str = "colour"
 
     def __post_init__(self):
         # a config enum arrives as its member: keep its value
@@ -197,7 +204,7 @@ class Segmenter:
             raise ConfigError(f"segment mode must be one of {MODES}; received {self.mode!r}.")
         if self.cytoplasm_method not in CYTOPLASM_METHODS:
             raise ConfigError(f"segment cytoplasm_method must be one of {CYTOPLASM_METHODS}; received "
-                              f"{self.cytoplasm_method!r}. Set segment.cytoplasm_method=split (or cluster).")
+                              f"{self.cytoplasm_method!r}. Set segment.cytoplasm_method=colour (or split, cluster).")
         if self.n_clusters < 2 or self.sample < 64 or self.work_side < MIN_SIDE:
             raise ConfigError(
                 "segment needs n_clusters >= 2, sample >= 64 and work_side >= 16; received "
@@ -274,7 +281,7 @@ def segment(image, mode: str = "auto", **settings) -> Segmentation:
 
 
 def find_cells(rgb, mode, *, n_clusters, sample, min_contrast, min_nucleus_frac, max_cell_ratio,
-               cytoplasm_method="split") -> list:
+               cytoplasm_method="colour") -> list:
     """``[(nucleus, cytoplasm), ...]`` masks ((h, w) bool) of the cells of a working-size image ``rgb``.
 
     Raises

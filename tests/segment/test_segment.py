@@ -314,7 +314,7 @@ def test_segmenter_holds_the_settings_once():
     np.testing.assert_array_equal(s.segment(c.image).labels, segment(c.image, "crop", min_contrast=35.0).labels)
     assert s.settings() == {"mode": "crop", "n_clusters": 4, "sample": 2048, "min_contrast": 35.0,
                             "min_nucleus_frac": 0.002, "max_cell_ratio": 2.6, "work_side": 160,
-                            "cytoplasm_method": "split", "version": VERSION}
+                            "cytoplasm_method": "colour", "version": VERSION}
     with pytest.raises(ConfigError, match="mode must be one of"):
         Segmenter(mode="tiles")
     with pytest.raises(ConfigError, match="cytoplasm_method must be one of"):
