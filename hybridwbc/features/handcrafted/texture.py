@@ -75,11 +75,11 @@ def glcm_masked(q: np.ndarray, mask: np.ndarray, levels: int, distance: int, ang
 
 @lru_cache(maxsize=32)
 def _weights(levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(W, i)``: ``W`` of shape (levels**2, 3) holds ``(i-j)^2``, ``|i-j|``, ``1/(1+(i-j)^2)`` of each
-    flattened cell ``(i, j)``; ``i`` = ``arange(levels)`` as float64. Read-only."""
+    """``(W, i)``: ``W`` of shape (5, levels**2) holds ``(i-j)^2``, ``|i-j|``, ``1/(1+(i-j)^2)``, ``i``
+    and ``j`` of each flattened cell ``(i, j)``; ``i`` = ``arange(levels)`` as float64. Read-only."""
     i = np.arange(levels, dtype=np.float64)
     d = (i[:, None] - i[None, :]).ravel()
-    w = np.stack([d * d, np.abs(d), 1.0 / (1.0 + d * d)], 1)
+    w = np.stack([d * d, np.abs(d), 1.0 / (1.0 + d * d), np.repeat(i, levels), np.tile(i, levels)])
     w.flags.writeable = False
     i.flags.writeable = False
     return w, i
@@ -88,8 +88,10 @@ def _weights(levels: int) -> tuple[np.ndarray, np.ndarray]:
 def glcm_props(counts: np.ndarray) -> np.ndarray:
     """The six :data:`GLCM_PROPS` of co-occurrence counts (graycoprops formulas).
 
-    All matrices at once: contrast, dissimilarity and homogeneity are one product with the
-    precomputed weights of :func:`_weights`, the moments of the correlation come from the marginals.
+    All matrices at once: contrast, dissimilarity, homogeneity and the means of ``i`` and ``j`` are
+    one product with the precomputed weights of :func:`_weights` (a matrix-vector product per
+    matrix, so that a matrix's values do not depend on how many are stacked with it), the
+    centred moments of the correlation one ``einsum`` each.
 
     Parameters
     ----------
@@ -105,17 +107,16 @@ def glcm_props(counts: np.ndarray) -> np.ndarray:
     total = flat.sum(1)
     p = flat / np.where(total > 0, total, 1.0)[:, None]
     w, i = _weights(lv)
+    sums = (w @ p[:, :, None])[:, :, 0]  # (n, 5): contrast, dissimilarity, homogeneity, mu_i, mu_j
     out = np.empty((p.shape[0], len(GLCM_PROPS)))
-    # einsum, not BLAS: a matrix's values do not depend on how many are stacked with it
-    out[:, :3] = np.einsum("nk,kc->nc", p, w)  # contrast, dissimilarity, homogeneity
+    out[:, :3] = sums[:, :3]
     out[:, 3] = np.einsum("nk,nk->n", p, p)  # ASM
     np.sqrt(out[:, 3], out=out[:, 4])  # energy
     p3 = p.reshape(-1, lv, lv)
-    pi, pj = p3.sum(2), p3.sum(1)  # marginals over rows i and columns j
-    di = i - np.einsum("ni,i->n", pi, i)[:, None]
-    dj = i - np.einsum("nj,j->n", pj, i)[:, None]
-    s_i = np.sqrt((pi * di * di).sum(1))
-    s_j = np.sqrt((pj * dj * dj).sum(1))
+    di = i - sums[:, 3:4]
+    dj = i - sums[:, 4:5]
+    s_i = np.sqrt(np.einsum("nij,ni,ni->n", p3, di, di))
+    s_j = np.sqrt(np.einsum("nij,nj,nj->n", p3, dj, dj))
     cov = np.einsum("ni,nij,nj->n", di, p3, dj)
     flat_ = (s_i < 1e-15) | (s_j < 1e-15)
     out[:, 5] = np.where(flat_, 1.0, cov / np.where(flat_, 1.0, s_i * s_j))
