@@ -15,10 +15,16 @@ count the best of ``--repeats`` calls each, so that a preemption does not decide
   :mod:`hybridwbc.features.handcrafted.granularity`) before comparing; the unmapped
   difference is reported too. Skipped, with a message, when ``cp_measure`` is absent
   (``make peers`` installs it).
-* **GLCM**: our masked co-occurrence (:func:`glcm_stack`, :func:`glcm_props`, 16
-  levels, distances 1, 2, 4, four angles, averaged per distance) vs scikit-image
-  ``graycomatrix``/``graycoprops`` on the same quantised crop, pixels outside the cell
-  given an extra level that is dropped from the matrix;
+* **GLCM**: our masked co-occurrence (:func:`glcm_features`, the featurizer's own path:
+  :func:`glcm_stack`, :func:`glcm_props`; 16 levels, distances 1, 2, 4, four angles,
+  averaged per distance) vs scikit-image ``graycomatrix``/``graycoprops`` on the same
+  tight crop, same levels, distances and angles, pixels outside the cell given an extra
+  level that is dropped from the matrix (the masked-region convention of ours); both
+  timings start from the uint8 grey crop and mask, so each includes its quantisation.
+  Both run in one thread (importing :mod:`hybridwbc.segment` sets OpenCV to one).
+  Values agree to float rounding (tolerance 1e-12; measured 3.6e-15). Measured on 500
+  crops, 2 shared cores at load ~3.8: 2.3x faster per cell (0.20 vs 0.47 ms; 1.47x,
+  0.33 vs 0.48 ms, before :func:`glcm_stack` counted two offsets per OpenCV pass);
 * **regionprops**: our :func:`shape_props` (area, perimeter, circularity, eccentricity,
   solidity, major and minor axis) of the cell and the nucleus vs scikit-image
   ``regionprops`` (circularity ``4 pi area / perimeter^2`` from its values).
@@ -55,8 +61,7 @@ from hybridwbc.features.handcrafted import (  # noqa: E402
     GLCM_PROPS,
     HandcraftedFeaturizer,
     cellprofiler_object_spectrum,
-    glcm_props,
-    glcm_stack,
+    glcm_features,
     granular_spectrum,
     granular_tophat,
     inverted_channel,
@@ -112,8 +117,7 @@ def mapped(ours, chans, regions, element):
 
 # -- GLCM
 def ours_glcm(gray, cell, levels, distances):
-    q = (gray.astype(np.uint16) * levels) >> 8
-    return glcm_props(glcm_stack(q, cell, levels, distances)).mean(1).ravel()
+    return glcm_features(gray, cell, levels, distances)
 
 
 def skimage_glcm(gray, cell, levels, distances):

@@ -14,7 +14,7 @@ import pytest
 from skimage.feature import graycomatrix, graycoprops
 from skimage.morphology import convex_hull_image
 
-from hybridwbc.features.handcrafted import GLCM_ANGLES, GLCM_PROPS, glcm_masked, glcm_props, glcm_stack
+from hybridwbc.features.handcrafted import GLCM_ANGLES, GLCM_PROPS, glcm_features, glcm_masked, glcm_props, glcm_stack
 from hybridwbc.features.handcrafted.geometry import hull_area
 
 
@@ -70,6 +70,36 @@ def test_glcm_stack_equals_graycomatrix_graycoprops():
         for k, name in enumerate(GLCM_PROPS):
             if (sk.sum((0, 1)) > 0).all():
                 np.testing.assert_allclose(props[..., k], graycoprops(sk, name), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("levels, distances", [(16, (1, 2, 4)), (8, (1,)), (32, (1, 3)), (33, (1, 2, 4)),
+                                               (300, (2, 5)), (16, (1, 2, 50))])
+def test_glcm_stack_equals_glcm_masked_every_path(levels, distances):
+    """Both counting paths (OpenCV for levels <= 32, bincount above), repeated offsets (45 degrees at
+    distances 1 and 2), offsets longer than the mask's box (an odd number left), thin and empty masks,
+    a non-bool mask and a mask that is not contiguous: each offset equals :func:`glcm_masked`."""
+    rng = np.random.default_rng(levels + sum(distances))
+    shapes = [(rng.integers(1, 30), rng.integers(1, 30)) for _ in range(25)] + [(1, 12), (12, 1), (9, 9)]
+    for h, w in shapes:
+        q = rng.integers(0, levels, (h, w))
+        mask = random_mask(rng, h, w) if (h, w) != (9, 9) else np.zeros((9, 9), bool)
+        for m in (mask, mask.astype(np.int32), np.asfortranarray(mask)):
+            ours = glcm_stack(q, m, levels, distances)
+            assert ours.shape == (len(distances), 4, levels, levels) and ours.dtype == np.int64
+            for di, d in enumerate(distances):
+                for ai, a in enumerate(GLCM_ANGLES):
+                    np.testing.assert_array_equal(ours[di, ai], glcm_masked(q, mask, levels, d, a))
+
+
+def test_glcm_features_is_the_texture_glcm():
+    """:func:`glcm_features` quantises as documented and averages the props over the angles."""
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (30, 25)).astype(np.uint8)
+    mask = random_mask(rng, 30, 25) | (rng.random((30, 25)) < 0.5)
+    q = gray.astype(np.int64) * 16 // 256
+    expected = glcm_props(glcm_stack(q, mask, 16, (1, 2))).mean(1).ravel()
+    np.testing.assert_array_equal(glcm_features(gray, mask, 16, (1, 2)), expected)
+    assert glcm_features(gray, np.zeros_like(mask), 16, (1, 2)).tolist() == [0.0] * 12
 
 
 def test_glcm_props_stacked_equals_single():

@@ -62,6 +62,7 @@ from hybridwbc.features.handcrafted.granularity import (
 from hybridwbc.features.handcrafted.texture import (
                                                    GLCM_ANGLES,
                                                    GLCM_PROPS,
+                                                   glcm_features,
                                                    glcm_masked,
                                                    glcm_offset,
                                                    glcm_props,
@@ -78,7 +79,7 @@ __all__ = [
     "size_ratio_features", "size_ratio_names",
     "COLOUR_CHANNELS", "COLOUR_STATS", "REGIONS", "colour_features", "colour_names", "colour_planes", "moments4",
     "GLCM_PROPS", "GLCM_ANGLES", "texture_features", "texture_names", "glcm_offset", "glcm_masked", "glcm_props",
-    "glcm_stack",
+    "glcm_stack", "glcm_features",
     "lbp_histogram",
     "GRAN_CHANNELS", "granularity_features", "granularity_names", "granular_spectrum", "inverted_channel",
     "granular_tophat", "cellprofiler_object_spectrum",
