@@ -298,6 +298,7 @@ class WBCPipeline:
             "featurizer_params": {k: repr(v) for k, v in self.featurizer.get_params().items()},
             "estimator": type(self.estimator).__name__,
             "input_kind": self.input_kind,
+            "preprocess": self.featurizer.preprocess.describe() if hasattr(self.featurizer, "preprocess") else None,
             "domain": self.domain.describe() if getattr(self, "domain", None) is not None else None,
             "versions": library_versions(),
             "info": jsonable(self.info),
