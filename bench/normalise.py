@@ -1,7 +1,8 @@
 """Image normalisation (``preprocess``): speed on PBC crops, and how far it moves other labs' colours towards PBC's.
 
 1. **Speed.** ``--per-class`` PBC cells per class (a seeded draw, about 300 in all) are normalised by each
-   method (``none`` is the baseline; ``scale=cell`` is timed too, it segments every cell), the reference
+   method (``none`` is the baseline; Macenko also with ``rescale=False``; ``scale=cell`` is timed too, it
+   segments every cell), the reference
    fitted on ``--fit`` other PBC cells (the training images). Two figures per method:
    ``ips_read_normalise``: images/s read from disk and normalised in ``--n-jobs`` processes (as the feature
    table runs), and ``ips_normalise_1core``: images/s of the normalisation alone, images in memory, one core.
@@ -134,14 +135,15 @@ def main(argv=None) -> dict:
     names = list(colour.feature_names())
     result = {"n_pbc": len(images), "n_fit": len(fit_images), "n_jobs": args.n_jobs,
               "n_wbcseg": {k: len(v) for k, v in labs.items()}, "speed": {}, "distance": {}, "cells_found": {}}
-    settings = [(m, "none") for m in METHODS] + [("none", "cell")]
-    for method, scale in settings:
-        norm = ImageNormaliser(method=method, scale=scale, fit_images=args.fit, seed=args.seed).fit(
-            fit_images if method != "none" else [])
-        key = method if scale == "none" else f"{method}+scale_{scale}"
+    settings = {m: {"method": m} for m in METHODS}
+    settings["macenko_rescale_false"] = {"method": "macenko", "rescale": False}
+    settings["none+scale_cell"] = {"scale": "cell"}
+    for key, params in settings.items():
+        norm = ImageNormaliser(**params, fit_images=args.fit, seed=args.seed).fit(
+            fit_images if params.get("method", "none") != "none" else [])
         result["speed"][key] = speed(norm, evaluate, images, args.n_jobs)
         print(key, result["speed"][key], flush=True)
-        if scale != "none":
+        if norm.scale != "none":
             continue
         feats = PreprocessedFeaturizer(colour, norm)
         ref = colour_features(feats, images, args.n_jobs)

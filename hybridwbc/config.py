@@ -145,6 +145,7 @@ class PreprocessConfig:
     io: float = 240.0
     beta: float = 0.15
     alpha: float = 1.0
+    rescale: bool = True
     scale: ScaleMethod = ScaleMethod.none
     side: int = 360
     fraction: float = 0.37
@@ -402,7 +403,8 @@ def build_preprocess(cfg):
 
     p = cfg.preprocess
     norm = ImageNormaliser(method=enum_value(p.method), fit_images=int(p.fit_images), seed=int(cfg.seed),
-                           io=float(p.io), beta=float(p.beta), alpha=float(p.alpha), scale=enum_value(p.scale),
+                           io=float(p.io), beta=float(p.beta), alpha=float(p.alpha), rescale=bool(p.rescale),
+                           scale=enum_value(p.scale),
                            side=int(p.side), fraction=float(p.fraction), um_per_px=p.um_per_px,
                            target_um_per_px=p.target_um_per_px, segmenter=_instantiate(cfg.segment, "segment"))
     norm.validate()

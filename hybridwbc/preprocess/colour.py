@@ -164,13 +164,16 @@ def stain_concentrations(od: np.ndarray, stains: np.ndarray) -> np.ndarray:
     return np.asarray(od, np.float64).reshape(-1, 3) @ np.linalg.pinv(np.asarray(stains, np.float64))
 
 
-def macenko(image: np.ndarray, ref_stains: np.ndarray, ref_max: np.ndarray, io: float = 240.0,
+def macenko(image: np.ndarray, ref_stains: np.ndarray, ref_max: np.ndarray | None, io: float = 240.0,
             beta: float = 0.15, alpha: float = 1.0, percentile: float = 99.0) -> np.ndarray:
     """Macenko stain normalisation of ``image`` ((H, W, 3) uint8) onto a reference; (H, W, 3) uint8.
 
-    The image's own stain vectors (:func:`macenko_stains`) give its concentrations; each stain's is
-    scaled so its ``percentile`` matches ``ref_max`` ((2,)), and the image is rebuilt with
-    ``ref_stains`` ((2, 3)): ``io * exp(-C @ ref_stains)``.
+    The image's own stain vectors (:func:`macenko_stains`), each paired with the nearest reference stain (in a
+    crop of few pixels the red-share order can flip), give its concentrations; each stain's is
+    scaled so its ``percentile`` matches ``ref_max`` ((2,); ``None``: concentrations kept as they are, only
+    the stain colours change), and the image is rebuilt with ``ref_stains`` ((2, 3)):
+    ``io * exp(-C @ ref_stains)``. In a single-cell crop the amount of eosin is itself a class signal (an
+    eosinophil's granules), which the per-image rescaling flattens.
 
     Raises
     ------
@@ -178,8 +181,13 @@ def macenko(image: np.ndarray, ref_stains: np.ndarray, ref_max: np.ndarray, io: 
         From :func:`macenko_stains`.
     """
     od = optical_density(image, io).reshape(-1, 3)
-    conc = stain_concentrations(od, macenko_stains(od, beta, alpha))
-    peak = np.maximum(np.percentile(conc, percentile, axis=0), 1e-6)
-    conc = conc * (np.asarray(ref_max, np.float64) / peak)
+    own = macenko_stains(od, beta, alpha)
+    ref = np.asarray(ref_stains, np.float64)
+    if (own * ref).sum() < (own[::-1] * ref).sum():  # pair each stain with its nearest reference stain
+        own = own[::-1]
+    conc = stain_concentrations(od, own)
+    if ref_max is not None:
+        peak = np.maximum(np.percentile(conc, percentile, axis=0), 1e-6)
+        conc = conc * (np.asarray(ref_max, np.float64) / peak)
     out = float(io) * np.exp(-conc @ np.asarray(ref_stains, np.float64))
     return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(np.shape(image))

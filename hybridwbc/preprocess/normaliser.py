@@ -29,7 +29,7 @@ METHODS = ("none", "reinhard", "macenko", "greyworld")
 #: Scale methods (``preprocess.scale``): measured cell or nucleus diameter, or micrometres per pixel.
 SCALES = ("none", "cell", "nucleus", "mpp")
 #: Bump when the arithmetic changes: part of :meth:`ImageNormaliser.state_key`.
-VERSION = 1
+VERSION = 2
 
 
 class ImageNormaliser(TransformerMixin, BaseEstimator):
@@ -43,6 +43,9 @@ class ImageNormaliser(TransformerMixin, BaseEstimator):
     seed : int
     io, beta, alpha : float
         Macenko: background intensity, least optical density of a stained pixel, angle percentile.
+    rescale : bool, default True
+        Macenko: scale each image's stain concentrations to the reference 99th percentiles (``False``:
+        keep them, change only the stain colours).
     scale : {"none", "cell", "nucleus", "mpp"}
         ``cell`` / ``nucleus``: crop so the measured diameter spans ``fraction`` of a ``side``-pixel
         square; ``mpp``: resize from ``um_per_px`` to ``target_um_per_px``.
@@ -54,7 +57,7 @@ class ImageNormaliser(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, method: str = "none", fit_images: int = 200, seed: int = 0, io: float = 240.0,
-                 beta: float = 0.15, alpha: float = 1.0, scale: str = "none", side: int = 360,
+                 beta: float = 0.15, alpha: float = 1.0, rescale: bool = True, scale: str = "none", side: int = 360,
                  fraction: float = 0.37, um_per_px: float | None = None, target_um_per_px: float | None = None,
                  segmenter: Segmenter = Segmenter()):
         self.method = method
@@ -63,6 +66,7 @@ class ImageNormaliser(TransformerMixin, BaseEstimator):
         self.io = io
         self.beta = beta
         self.alpha = alpha
+        self.rescale = rescale
         self.scale = scale
         self.side = side
         self.fraction = fraction
@@ -198,7 +202,8 @@ class ImageNormaliser(TransformerMixin, BaseEstimator):
         elif method == "greyworld":
             image = colour.grey_world(image, ref["rgb_mean"])
         elif method == "macenko":
-            image = colour.macenko(image, ref["stains"], ref["max_conc"], self.io, self.beta, self.alpha)
+            image = colour.macenko(image, ref["stains"], ref["max_conc"] if self.rescale else None, self.io,
+                                   self.beta, self.alpha)
         if scale in ("cell", "nucleus"):
             diameter, centroid = measure_cell(image, self.segmenter, scale)
             image = normalise_cell_scale(image, diameter, centroid, int(self.side), float(self.fraction))

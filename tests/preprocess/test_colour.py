@@ -77,3 +77,13 @@ def test_macenko_moves_an_image_onto_the_reference_stains(rng):
 def test_macenko_refuses_a_blank_image():
     with pytest.raises(NoCellFoundError, match="fewer than 50"):
         colour.macenko_stains(colour.optical_density(np.full((32, 32, 3), 238, np.uint8)).reshape(-1, 3))
+
+
+def test_macenko_without_rescaling_keeps_the_concentrations_and_pairs_stains_by_nearness(rng):
+    other = np.array([[0.45, 0.80, 0.40], [0.18, 0.90, 0.40]])
+    other = other / np.linalg.norm(other, axis=1, keepdims=True)
+    image, conc = stain_image(other, rng)
+    expected = np.clip(np.rint(240.0 * np.exp(-conc @ STAINS)), 0, 255).reshape(image.shape)
+    out = colour.macenko(image, STAINS, None)
+    assert np.abs(out.astype(float) - expected).mean() < 3.0  # the same amounts of stain, in the reference colours
+    np.testing.assert_array_equal(colour.macenko(image, STAINS[::-1], None), out)  # order of the reference rows
