@@ -128,6 +128,7 @@ class ImageNormaliser(TransformerMixin, BaseEstimator):
         fitters = {"reinhard": self._fit_reinhard, "greyworld": self._fit_greyworld, "macenko": self._fit_macenko}
         self.reference_ = fitters[method](images) if method in fitters else {}
         self.n_fit_images_ = len(images) if method != "none" else 0
+        self.version_ = VERSION
         return self
 
     def _fit_reinhard(self, images: list) -> dict:
@@ -189,12 +190,17 @@ class ImageNormaliser(TransformerMixin, BaseEstimator):
         Raises
         ------
         ConfigError
-            If the normaliser is not fitted.
+            If the normaliser is not fitted, or was fitted by another :data:`VERSION` of the arithmetic.
         NoCellFoundError
             Macenko finds too few stained pixels, or the scale step finds no cell.
         """
         if not hasattr(self, "reference_"):
             raise ConfigError("ImageNormaliser is not fitted: call fit (on training images) before transform_image.")
+        if getattr(self, "version_", None) != VERSION:  # a model saved by other preprocess arithmetic
+            raise ConfigError(
+                f"This model's image normaliser was fitted by preprocess version {getattr(self, 'version_', None)}; "
+                f"this code applies version {VERSION}, so its images would differ from those it was trained on. "
+                "Fix: retrain the model with this version of hybridwbc (or use the version that trained it).")
         method, scale = self.method, self.scale
         ref = self.reference_
         if method == "reinhard":

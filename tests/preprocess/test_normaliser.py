@@ -67,6 +67,10 @@ def test_unfitted_or_imageless_fits_are_refused(images, tmp_path):
         ImageNormaliser(method="reinhard").transform_image(images[0])
     with pytest.raises(ConfigError, match="needs training images"):
         ImageNormaliser(method="reinhard").fit([])
+    stale = ImageNormaliser(method="greyworld").fit(images)
+    stale.version_ = 0  # a model saved by other preprocess arithmetic
+    with pytest.raises(ConfigError, match="fitted by preprocess version 0"):
+        stale.transform_image(images[0])
     (tmp_path / "a.png").write_bytes(b"not an image")
     with pytest.raises(DataLayoutError, match="none of the 1 training images"):
         ImageNormaliser(method="greyworld").fit_files([str(tmp_path / "a.png")])
