@@ -390,13 +390,13 @@ def build_featurizer(features_cfg):
 
 def build_preprocess(cfg):
     """The unfitted :class:`~hybridwbc.preprocess.ImageNormaliser` of ``cfg.preprocess`` (segmenter: ``cfg.segment``),
-    checked against the protocol and every method's input.
+    checked against the protocol.
 
     Raises
     ------
     ConfigError
-        Invalid settings; an active normaliser under ``eval.protocol=cv`` (it is fitted once, on the holdout
-        training split, before the features); or a method reading image files itself (a CNN).
+        Invalid settings, or an active normaliser under ``eval.protocol=cv`` (it is fitted once, on the holdout
+        training split, before the features).
     """
     from hybridwbc.errors import ConfigError
     from hybridwbc.preprocess import ImageNormaliser
@@ -415,14 +415,6 @@ def build_preprocess(cfg):
             f"preprocess (method={norm.method}, scale={norm.scale}) needs eval.protocol=holdout; received "
             f"{enum_value(cfg.eval.protocol)!r}. The normaliser is fitted once, on the training split's images, "
             "before the features; under cross-validation every image is some fold's test image. Fix: eval=holdout.")
-    methods = dict(cfg.methods) if cfg.get("methods") else {cfg.classifier.name: cfg.classifier}
-    reading = sorted(n for n, m in methods.items() if enum_value(m.input) != "features")
-    if reading:
-        raise ConfigError(
-            f"preprocess (method={norm.method}, scale={norm.scale}) applies to the features only; methods {reading} "
-            "read the image files themselves (a CNN), which would see unnormalised images. Fix: preprocess=none "
-            "for CNN methods, or a method on handcrafted features (classifier=svm, random_forest, cascade_handcrafted)."
-        )
     return norm
 
 

@@ -197,9 +197,10 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
     common = {"n_images": float(len(manifest)), "n_skipped": float(len(skipped)), "data_s": round(data_s, 3),
               "features_s": round(features_s, 3), "features_cached": float(table.n_cached)}
     tracker.set_tags({"ci.resampling": "subjects" if has_subjects(kept) else "images"})
+    image_paths = _normalised_images(cfg, featurizer, kept, reasons)
     rows = RunData(cfg=cfg, experiment=experiment, kept=kept, features=features, y=y, groups=split_groups(kept),
                    subjects=has_subjects(kept), banner=_banner(data), skip_reason=reasons,
-                   segment=getattr(featurizer, "segment", None), source=data.source)
+                   segment=getattr(featurizer, "segment", None), source=data.source, image_paths=image_paths)
     return data, rows, common, featurizer
 
 
@@ -231,6 +232,24 @@ def _preprocessed(cfg, featurizer, kept, tracker, run_dir: Path):
     return PreprocessedFeaturizer(featurizer, norm)
 
 
+def _normalised_images(cfg, featurizer, kept, reasons):
+    """The normalised copies of the images, for methods that read image files (a CNN), or ``None`` (no
+    ``preprocess``, or every method reads features). A row whose image could not be normalised becomes
+    unusable for them (its reason marks it unreadable)."""
+    methods = dict(cfg.methods) if cfg.get("methods") else {cfg.classifier.name: cfg.classifier}
+    if not hasattr(featurizer, "normalised_files") or all(enum_value(m.input) == "features" for m in methods.values()):
+        return None
+    t = time.perf_counter()
+    files, failed = featurizer.normalised_files(kept["path"].tolist(), kept["sha256"].tolist(),
+                                                cfg.paths.cache_dir + "/preprocessed")
+    for i, reason in failed.items():
+        if not str(reasons[i]).startswith("ImageReadError"):
+            reasons[i] = f"ImageReadError: no normalised image ({reason})"
+    _stage("normalised images", time.perf_counter() - t, f"{len(files) - len(failed)} PNGs for the methods "
+           f"reading images, {len(failed)} could not be normalised")
+    return files
+
+
 def _banner(data) -> str:
     return "the BUILT-IN SYNTHETIC data set" if data.source == "synthetic" else f"real data at {data.root}"
 
@@ -251,7 +270,7 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
         tracker.log_params({"method": name, "classifier.name": method_cfg.name,
                             "classifier.input": input_kind, "features.name": cfg.features.name})
     t = time.perf_counter()
-    X = design_matrix(input_kind, rows.kept["path"].tolist(), rows.features)
+    X = design_matrix(input_kind, list(rows.model_paths), rows.features)
     res = evaluate_method(rows, name, method_cfg, estimator, X, out_dir, common,
                           names=design_names(input_kind, featurizer.feature_names()))
     _stage(f"evaluate {name}", time.perf_counter() - t, headline(res.metrics))

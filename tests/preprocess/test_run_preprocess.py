@@ -37,9 +37,6 @@ def test_bad_preprocess_configs_fail_with_one_clear_line(compose):
     cfg, _ = compose("preprocess=reinhard", "eval=cv")
     with pytest.raises(ConfigError, match="needs eval.protocol=holdout"):
         build_preprocess(cfg)
-    cfg, _ = compose("preprocess=greyworld", "classifier=cnn_softmax")
-    with pytest.raises(ConfigError, match="read the image files themselves"):
-        build_preprocess(cfg)
     cfg, _ = compose("preprocess=none", "preprocess.scale=mpp")
     with pytest.raises(ConfigError, match="um_per_px"):
         build_preprocess(cfg)
@@ -66,3 +63,20 @@ def test_fitted_on_training_split_only_and_no_train_serve_skew(compose, tmp_path
     assert (served["status"] != "error").all()
     np.testing.assert_array_equal(served[[f"p_{c}" for c in classes]].to_numpy(),
                                   preds[[f"p_{c}" for c in classes]].to_numpy())  # exactly: one code path
+
+
+def test_a_cnn_reads_the_normalised_images_in_training_and_at_prediction(compose, tmp_path):
+    cfg, choices = compose("preprocess=greyworld", "preprocess.scale=cell", "preprocess.side=64",
+                           "classifier=cnn_softmax", "backbone=tiny", *SMALL)
+    out = run_experiment(cfg, tmp_path / "run", "preprocess_cnn", choices)
+    normalised = sorted((tmp_path / ".cache" / "hybridwbc" / "preprocessed").rglob("*.png"))
+    assert len(normalised) == len(pd.read_csv(out["run_dir"] / "manifest.csv"))  # what the CNN trained on
+    from PIL import Image
+
+    assert {Image.open(p).size for p in normalised} == {(64, 64)}
+    preds = pd.read_csv(out["run_dir"] / "predictions.csv")
+    model = WBCPipeline.load(out["model_dir"])
+    served = model.predict_paths(preds["path"].tolist(), n_jobs=1)  # the raw files: normalised on the way in
+    cols = [f"p_{c}" for c in model.classes_]
+    assert (served["status"] != "error").all()
+    np.testing.assert_array_equal(served[cols].to_numpy(), preds[cols].to_numpy())
