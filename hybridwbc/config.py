@@ -19,7 +19,7 @@ from omegaconf import MISSING
 
 __all__ = [
     "Layout", "Protocol", "InputKind", "SegmentMode", "SyntheticConfig", "DataConfig", "SegmentConfig",
-    "FeaturesConfig", "SearchConfig",
+    "FeaturesConfig", "SearchConfig", "PreprocessMethod", "ScaleMethod", "PreprocessConfig", "build_preprocess",
     "ClassifierConfig", "DomainConfig", "EvalConfig", "TrackingConfig", "PathsConfig", "Config",
     "register_schemas", "build_featurizer", "build_estimator", "enum_value", "config_hash", "code_version", "conf_dir",
     "compose_experiment",
@@ -115,6 +115,42 @@ class SegmentConfig:
     max_cell_ratio: float = MISSING
     work_side: int = MISSING
     cytoplasm_method: str = MISSING
+
+
+class PreprocessMethod(Enum):
+    """Colour normalisation (:data:`hybridwbc.preprocess.METHODS`)."""
+
+    none = "none"
+    reinhard = "reinhard"
+    macenko = "macenko"
+    greyworld = "greyworld"
+
+
+class ScaleMethod(Enum):
+    """Scale normalisation (:data:`hybridwbc.preprocess.SCALES`)."""
+
+    none = "none"
+    cell = "cell"
+    nucleus = "nucleus"
+    mpp = "mpp"
+
+
+@dataclass
+class PreprocessConfig:
+    """The ``preprocess`` group: an :class:`hybridwbc.preprocess.ImageNormaliser` fitted on the training split's
+    images, saved in the model and applied before every featurizer (``conf/preprocess/``)."""
+
+    method: PreprocessMethod = PreprocessMethod.none
+    fit_images: int = 200
+    io: float = 240.0
+    beta: float = 0.15
+    alpha: float = 1.0
+    rescale: bool = True
+    scale: ScaleMethod = ScaleMethod.none
+    side: int = 360
+    fraction: float = 0.37
+    um_per_px: Optional[float] = None
+    target_um_per_px: Optional[float] = None
 
 
 @dataclass
@@ -213,6 +249,7 @@ class Config:
     progress: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     methods: Optional[dict[str, ClassifierConfig]] = None
@@ -349,6 +386,36 @@ def build_featurizer(features_cfg):
         )
     obj.fit()
     return obj
+
+
+def build_preprocess(cfg):
+    """The unfitted :class:`~hybridwbc.preprocess.ImageNormaliser` of ``cfg.preprocess`` (segmenter: ``cfg.segment``),
+    checked against the protocol.
+
+    Raises
+    ------
+    ConfigError
+        Invalid settings, or an active normaliser under ``eval.protocol=cv`` (it is fitted once, on the holdout
+        training split, before the features).
+    """
+    from hybridwbc.errors import ConfigError
+    from hybridwbc.preprocess import ImageNormaliser
+
+    p = cfg.preprocess
+    norm = ImageNormaliser(method=enum_value(p.method), fit_images=int(p.fit_images), seed=int(cfg.seed),
+                           io=float(p.io), beta=float(p.beta), alpha=float(p.alpha), rescale=bool(p.rescale),
+                           scale=enum_value(p.scale),
+                           side=int(p.side), fraction=float(p.fraction), um_per_px=p.um_per_px,
+                           target_um_per_px=p.target_um_per_px, segmenter=_instantiate(cfg.segment, "segment"))
+    norm.validate()
+    if not norm.active:
+        return norm
+    if enum_value(cfg.eval.protocol) != "holdout":
+        raise ConfigError(
+            f"preprocess (method={norm.method}, scale={norm.scale}) needs eval.protocol=holdout; received "
+            f"{enum_value(cfg.eval.protocol)!r}. The normaliser is fitted once, on the training split's images, "
+            "before the features; under cross-validation every image is some fold's test image. Fix: eval=holdout.")
+    return norm
 
 
 def build_estimator(classifier_cfg, seed: int = 0, feature_names: Sequence[str] | None = None):

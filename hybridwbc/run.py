@@ -73,7 +73,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
         # 1. build every object before any heavy work: a bad config fails in seconds
         featurizer, estimators = _build(cfg, method_cfgs)
         # 2. data, 3. features (cached by content hash + featurizer settings)
-        data, rows, common = _data_and_features(cfg, tracker, run_dir, experiment, featurizer, t0)
+        data, rows, common, featurizer = _data_and_features(cfg, tracker, run_dir, experiment, featurizer, t0)
         # 4. evaluate each method on the same rows and splits
         results = {}
         for method, est in estimators.items():
@@ -135,10 +135,11 @@ def _track_config(cfg, tracker, run_dir: Path, experiment: str, choices: dict, c
 
 def _build(cfg, method_cfgs: dict) -> tuple:
     """The featurizer, and each method's estimator built with the names of its design matrix's columns."""
-    from hybridwbc.config import build_estimator, build_featurizer
+    from hybridwbc.config import build_estimator, build_featurizer, build_preprocess
     from hybridwbc.features.table import design_names
 
     featurizer = build_featurizer(cfg.features)
+    build_preprocess(cfg)  # a bad preprocess setting fails here, before any image is read
     names = list(featurizer.feature_names())
     estimators = {name: build_estimator(m, cfg.seed, feature_names=design_names(enum_value(m.input), names))
                   for name, m in method_cfgs.items()}
@@ -146,7 +147,8 @@ def _build(cfg, method_cfgs: dict) -> tuple:
 
 
 def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer, t0: float) -> tuple:
-    """Load the data set and featurize it; ``(data, RunData of the kept rows, run-level metrics)``."""
+    """Load the data set and featurize it (behind the fitted ``preprocess``, if any); ``(data, RunData of the kept
+    rows, run-level metrics, the featurizer used)``."""
     import pandas as pd
 
     from hybridwbc.data.dataset import load_dataset
@@ -168,6 +170,7 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
     _stage("data", data_s, f"{len(manifest)} images of {experiment!r} on {_banner(data)}, classes "
            f"{manifest['label'].value_counts().sort_index().to_dict()}")
     t = time.perf_counter()
+    featurizer = _preprocessed(cfg, featurizer, manifest.reset_index(drop=True), tracker, run_dir)
     table = featurize_manifest(featurizer, manifest,
                                cache_dir=cfg.paths.cache_dir + "/features" if cfg.features.cache else None,
                                n_jobs=cfg.features.n_jobs, progress=cfg.progress)
@@ -194,10 +197,57 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
     common = {"n_images": float(len(manifest)), "n_skipped": float(len(skipped)), "data_s": round(data_s, 3),
               "features_s": round(features_s, 3), "features_cached": float(table.n_cached)}
     tracker.set_tags({"ci.resampling": "subjects" if has_subjects(kept) else "images"})
+    image_paths = _normalised_images(cfg, featurizer, kept, reasons)
     rows = RunData(cfg=cfg, experiment=experiment, kept=kept, features=features, y=y, groups=split_groups(kept),
                    subjects=has_subjects(kept), banner=_banner(data), skip_reason=reasons,
-                   segment=getattr(featurizer, "segment", None), source=data.source)
-    return data, rows, common
+                   segment=getattr(featurizer, "segment", None), source=data.source, image_paths=image_paths)
+    return data, rows, common, featurizer
+
+
+def _preprocessed(cfg, featurizer, kept, tracker, run_dir: Path):
+    """``featurizer`` behind the ``preprocess`` normaliser fitted on the training split's images only (the split
+    :func:`~hybridwbc.evaluate.protocol.make_splits` draws for the evaluation, whose model is the one saved);
+    ``featurizer`` itself when ``preprocess`` changes nothing."""
+    import json
+
+    from hybridwbc.config import build_preprocess
+    from hybridwbc.data.splits import split_groups
+    from hybridwbc.evaluate.protocol import make_splits
+    from hybridwbc.features.preprocessed import PreprocessedFeaturizer
+
+    norm = build_preprocess(cfg)
+    if not norm.active:
+        return featurizer
+    t = time.perf_counter()
+    ev = cfg.eval
+    train, _ = make_splits(kept["label"].to_numpy(dtype=object), split_groups(kept), "holdout",
+                           test_size=ev.test_size, grouped=ev.grouped, seed=cfg.seed)[0]
+    norm.fit_files(kept["path"].to_numpy()[train])
+    described = norm.describe()
+    (run_dir / "preprocess.json").write_text(json.dumps(described, indent=2, sort_keys=True))
+    tracker.log_artifact(run_dir / "preprocess.json")
+    tracker.set_tags({"preprocess.key": norm.state_key(), "preprocess.n_fit_images": str(norm.n_fit_images_)})
+    _stage("preprocess fit", time.perf_counter() - t, f"{norm.method} / scale {norm.scale} on "
+           f"{norm.n_fit_images_} of {len(train)} training images (key {norm.state_key()})")
+    return PreprocessedFeaturizer(featurizer, norm)
+
+
+def _normalised_images(cfg, featurizer, kept, reasons):
+    """The normalised copies of the images, for methods that read image files (a CNN), or ``None`` (no
+    ``preprocess``, or every method reads features). A row whose image could not be normalised becomes
+    unusable for them (its reason marks it unreadable)."""
+    methods = dict(cfg.methods) if cfg.get("methods") else {cfg.classifier.name: cfg.classifier}
+    if not hasattr(featurizer, "normalised_files") or all(enum_value(m.input) == "features" for m in methods.values()):
+        return None
+    t = time.perf_counter()
+    files, failed = featurizer.normalised_files(kept["path"].tolist(), kept["sha256"].tolist(),
+                                                cfg.paths.cache_dir + "/preprocessed")
+    for i, reason in failed.items():
+        if not str(reasons[i]).startswith("ImageReadError"):
+            reasons[i] = f"ImageReadError: no normalised image ({reason})"
+    _stage("normalised images", time.perf_counter() - t, f"{len(files) - len(failed)} PNGs for the methods "
+           f"reading images, {len(failed)} could not be normalised")
+    return files
 
 
 def _banner(data) -> str:
@@ -220,7 +270,7 @@ def _run_method(rows, featurizer, name: str, method_cfg, estimator, tracker, out
         tracker.log_params({"method": name, "classifier.name": method_cfg.name,
                             "classifier.input": input_kind, "features.name": cfg.features.name})
     t = time.perf_counter()
-    X = design_matrix(input_kind, rows.kept["path"].tolist(), rows.features)
+    X = design_matrix(input_kind, list(rows.model_paths), rows.features)
     res = evaluate_method(rows, name, method_cfg, estimator, X, out_dir, common,
                           names=design_names(input_kind, featurizer.feature_names()))
     _stage(f"evaluate {name}", time.perf_counter() - t, headline(res.metrics))

@@ -203,7 +203,7 @@ def write_explanations(data, input_kind: str, pred, splits: list, fitted: list, 
     settings = data.cfg.eval.get("explain")
     if settings is None or not settings.enabled:
         return {}
-    cnn_gallery(data.kept["path"].to_numpy(), pred, fitted, out_dir, title, int(settings.gallery_per_class),
+    cnn_gallery(data.model_paths, pred, fitted, out_dir, title, int(settings.gallery_per_class),
                 data.segment)
     if names is None or not any(str(n) != "path" and "__" in str(n) for n in names):
         return {}

@@ -84,6 +84,10 @@ class RunData:
         Whether the rows are real images or the built-in synthetic stand-in (model cards say which).
     segment : callable ``image -> Segmentation``, optional
         The run's segmentation (outlines in the explanation gallery).
+    image_paths : ndarray of shape (n,), object, optional
+        The files a method reading images (a CNN) reads: the normalised copies where a ``preprocess`` is
+        fitted (:meth:`hybridwbc.features.preprocessed.PreprocessedFeaturizer.normalised_files`); default
+        ``kept["path"]``.
     """
 
     cfg: object
@@ -97,6 +101,12 @@ class RunData:
     skip_reason: np.ndarray | None = None
     segment: object = None
     source: str = "real"
+    image_paths: np.ndarray | None = None
+
+    @property
+    def model_paths(self) -> np.ndarray:
+        """The image files a method reading images gets, ``(n,) object`` (see ``image_paths``)."""
+        return self.kept["path"].to_numpy(dtype=object) if self.image_paths is None else self.image_paths
 
     def usable(self, input_kind: str) -> np.ndarray:
         """Rows a method with this ``classifier.input`` can fit on and score, ``(n,) bool``.

@@ -231,8 +231,9 @@ def manifest_overlays(featurizer, manifest, path, n_per_class: int = 4, seed: in
             items.append((np.full((32, 32, 3), 255, np.uint8), None, None, f"{label}: unreadable"))
             continue
         try:
-            cell = featurizer.segment(image).primary
-            items.append((image, cell.nucleus, cell.cytoplasm, str(label)))
+            seg = featurizer.segment(image)  # of the normalised image where a preprocess is fitted
+            shown = image if seg.image is None else seg.image
+            items.append((shown, seg.primary.nucleus, seg.primary.cytoplasm, str(label)))
         except HybridWBCError:
             items.append((image, None, None, f"{label}: no cell found"))
     overlay_grid(items, path, ncols=max(1, n_per_class), title="segmentation: nucleus (yellow), cell (green)")

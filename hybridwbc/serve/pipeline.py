@@ -196,12 +196,12 @@ class WBCPipeline:
         outside: dict = {}
         ok_rows = sorted(vectors)
         if ok_rows:
-            self._predict_rows(sources, ok_rows, vectors, proba, errors, outside)
+            self._predict_rows(sources, ok_rows, vectors, proba, errors, outside, max_pixels)
         ok = np.zeros(n, bool)
         ok[[i for i in ok_rows if i not in errors]] = True
         return result_frame(names, classes, proba, ok, errors, min_confidence, outside)
 
-    def _predict_rows(self, sources, rows, vectors, proba, errors, outside) -> None:
+    def _predict_rows(self, sources, rows, vectors, proba, errors, outside, max_pixels: int) -> None:
         """Fill ``proba[rows]``, recording failed rows in ``errors`` and rows outside the domain in ``outside``.
 
         A batch that fails is retried without the rows a :class:`PartialPredictionError` names, then
@@ -212,8 +212,10 @@ class WBCPipeline:
         with tempfile.TemporaryDirectory(prefix="hybridwbc-predict-") as tmp:
             paths = {}
             if self.input_kind != "features":  # estimators that read the image files themselves
+                normalised = getattr(self.featurizer, "normalised_file", None)  # what training read, if fitted
                 for i in rows:
-                    paths[i] = _as_file(sources[i], tmp, i)
+                    paths[i] = normalised(_read_one(sources[i], max_pixels), os.path.join(tmp, f"{i}.png")) \
+                        if normalised is not None else _as_file(sources[i], tmp, i)
             feats = {i: vectors[i] for i in rows}
 
             def X_of(idx):
@@ -298,6 +300,7 @@ class WBCPipeline:
             "featurizer_params": {k: repr(v) for k, v in self.featurizer.get_params().items()},
             "estimator": type(self.estimator).__name__,
             "input_kind": self.input_kind,
+            "preprocess": self.featurizer.preprocess.describe() if hasattr(self.featurizer, "preprocess") else None,
             "domain": self.domain.describe() if getattr(self, "domain", None) is not None else None,
             "versions": library_versions(),
             "info": jsonable(self.info),
