@@ -154,6 +154,29 @@ class PreprocessConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """``backbone.augmentation`` (the ``augmentation`` group, ``conf/augmentation/``): the CNN's training
+    augmentation, read by :func:`hybridwbc.cnn.augment.augmentation_options`.
+
+    The first seven fields are the amounts of the original augmentation: ``null`` keeps its built-in
+    amount (:data:`hybridwbc.cnn.augment.BUILT_IN`), ``0`` turns that op off. The last four are the stain and
+    acquisition ops, off by default (``0`` / ``null``). At the defaults training is exactly what it was.
+    """
+
+    scale: Optional[float] = None  # zoom in [1 - scale, 1 + scale]
+    shift: Optional[float] = None  # centre shift, a fraction of the side
+    brightness: Optional[float] = None  # added to [0, 1] intensities, in [-brightness, brightness]
+    contrast: Optional[float] = None  # contrast factor in [1 - contrast, 1 + contrast]
+    saturation: Optional[float] = None  # saturation factor in [1 - saturation, 1 + saturation]
+    hue: Optional[float] = None  # hue shift in [-hue, hue] (a fraction of the hue circle)
+    gain: Optional[float] = None  # per-channel RGB gain in [1 - gain, 1 + gain]
+    stain: float = 0.0  # optical-density jitter: per-channel OD x [1 - stain, 1 + stain], + [-stain, stain]
+    blur_sigma: float = 0.0  # Gaussian blur with sigma drawn in [0, blur_sigma] pixels
+    jpeg_quality_min: Optional[int] = None  # JPEG re-encoding at a quality drawn in [min, max]
+    jpeg_quality_max: int = 100
+
+
+@dataclass
 class FeaturesConfig:
     name: str = "simple"
     featurizer: Any = None
@@ -341,7 +364,9 @@ def register_schemas() -> None:
     """Store the schemas in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="config_schema", node=Config)
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    store.store(group="augmentation", name="schema", node=AugmentConfig, package="backbone.augmentation")
 
 
 def _selects_by_name(node) -> bool:

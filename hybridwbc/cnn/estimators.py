@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from hybridwbc.cnn.augment import augmentation_changes, augmentation_options
 from hybridwbc.cnn.backbones import resolve_precision, validate_backbone
 from hybridwbc.cnn.training import compile_model, fit_model, load_trained, store_trained, training_key, validation_split
 from hybridwbc.errors import ConfigError, ImageReadError
@@ -120,6 +121,11 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         subject where subjects exist, else by content hash). ``0`` trains on all rows for ``epochs``.
     augment : bool, default True
         Flips, 90-degree rotations, small zoom and colour/stain jitter.
+    augmentation : dict, optional
+        The augmentation's amounts and the stain and acquisition ops (used when ``augment``): the fields of
+        :class:`hybridwbc.config.AugmentConfig`, e.g. ``{"stain": 0.05, "blur_sigma": 1.0,
+        "jpeg_quality_min": 60}``; a missing or ``null`` field keeps its default (the original augmentation,
+        new ops off). Checked by :func:`hybridwbc.cnn.augment.augmentation_options`.
     class_weight : "balanced" or None, default "balanced"
     bn_momentum : float, default 0.9
         BatchNorm momentum; lower than Keras' 0.99 so the moving statistics keep up with
@@ -174,7 +180,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                  class_weight: str | None = "balanced", bn_momentum: float = 0.9, random_state: int = 0,
                  cache_dir: str | None = None, embed_batch_size: int = 64, steps_per_epoch: int | None = None,
                  disk_cache: bool = True, bn_recalibration: int = 50, verbose: int = 1, precision: str = "float32",
-                 deterministic: bool = False):
+                 deterministic: bool = False, augmentation: dict | None = None):
         self.backbone = backbone
         self.input_size = input_size
         self.pooling = pooling
@@ -189,6 +195,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.augment = augment
+        self.augmentation = augmentation
         self.deterministic = deterministic
         self.class_weight = class_weight
         self.bn_momentum = bn_momentum
@@ -209,10 +216,11 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         ------
         ConfigError
             Unknown backbone, pooling or learning-rate schedule, too-small input size,
-            or an out-of-range number.
+            an out-of-range number, or a bad ``augmentation`` mapping.
         """
         validate_backbone(self.backbone, self.input_size, self.pooling, self.backbone_params)
         resolve_precision(self.precision)
+        augmentation_options(self.augmentation)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"Unknown lr_schedule {self.lr_schedule!r}. Expected one of {list(LR_SCHEDULES)}.")
         if not 0.0 <= float(self.validation_fraction) < 0.5:
@@ -347,7 +355,9 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                 "weight_decay": self.weight_decay, "weights": self.weights,
                 # only when not float32, so the keys of models trained before the setting existed still match
                 **({"precision": p} if (p := resolve_precision(self.precision)) != "float32" else {}),
-                **({"deterministic": True} if self.deterministic else {})}
+                **({"deterministic": True} if self.deterministic else {}),
+                # only what differs from the default augmentation, and only when augmenting (same reason)
+                **({"augmentation": a} if self.augment and (a := augmentation_changes(self.augmentation)) else {})}
 
     def _model_dir(self, key: str) -> Path:
         return Path(os.fsdecode(self.cache_dir)) / "cnn_models" / key

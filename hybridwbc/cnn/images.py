@@ -79,7 +79,9 @@ def decode_resize(path, size: int, native: bool = True):
 
 
 def augment_microscopy(size: int, scale: float = 0.1, shift: float = 0.03, brightness: float = 0.08,
-                       contrast: float = 0.1, saturation: float = 0.1, hue: float = 0.02, stain: float = 0.05):
+                       contrast: float = 0.1, saturation: float = 0.1, hue: float = 0.02, gain: float = 0.05,
+                       stain: float = 0.0, blur_sigma: float = 0.0, jpeg_quality_min: int | None = None,
+                       jpeg_quality_max: int = 100):
     """Graph function ``aug(x, seed)`` for one ``(size, size, 3)`` float32 image in ``[0, 255]`` and a ``(2,)``
     int64 seed: microscopy augmentation.
 
@@ -87,7 +89,13 @@ def augment_microscopy(size: int, scale: float = 0.1, shift: float = 0.03, brigh
     and 90-degree rotations. Small zoom in ``[1 - scale, 1 + scale]`` with a
     small shift (reflect padding, so no black borders). Colour/stain jitter:
     brightness, contrast, saturation, hue, and a per-channel gain in
-    ``[1 - stain, 1 + stain]`` (stain intensity varies between slides).
+    ``[1 - gain, 1 + gain]`` (stain intensity varies between slides).
+
+    Stain and acquisition ops (:mod:`hybridwbc.cnn.augment`), off by default: ``stain`` (optical-density
+    jitter) and ``blur_sigma`` (Gaussian defocus) after the zoom, JPEG re-encoding at a quality in
+    ``[jpeg_quality_min, jpeg_quality_max]`` last. A zero amount skips its op. The keyword arguments are
+    the fields of ``backbone.augmentation`` (:func:`hybridwbc.cnn.augment.augmentation_options` checks them);
+    at the defaults the ops and draws are exactly those of the original augmentation.
 
     Every draw is a stateless random op of ``seed`` (TensorFlow's ``stateless_*``), so the result is a
     pure function of the image and the seed: the parallel ``tf.data`` map that calls it gives the same
@@ -95,10 +103,17 @@ def augment_microscopy(size: int, scale: float = 0.1, shift: float = 0.03, brigh
     """
     import tensorflow as tf
 
+    from hybridwbc.cnn.augment import gaussian_blur, jpeg_compression, stain_jitter
+
     pad = int(np.ceil(size * (scale + shift)))
+    acquisition = stain > 0 or blur_sigma > 0 or jpeg_quality_min is not None
 
     def aug(x, seed):
-        s = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=11)
+        seed = tf.cast(seed, tf.int64)
+        s = tf.random.experimental.stateless_split(seed, num=11)
+        # the added ops draw from seeds of their own: the 11 draws above are those of the original augmentation
+        t = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, 1), num=3) \
+            if acquisition else None
         x = tf.image.stateless_random_flip_left_right(x, s[0])
         x = tf.image.stateless_random_flip_up_down(x, s[1])
         x = tf.image.rot90(x, k=tf.random.stateless_uniform([], s[2], 0, 4, dtype=tf.int32))
@@ -111,11 +126,22 @@ def augment_microscopy(size: int, scale: float = 0.1, shift: float = 0.03, brigh
             box = tf.stack([cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2])[None]
             x = tf.image.crop_and_resize(padded[None], box, [0], [size, size])[0]
         x = x / 255.0
-        x = tf.image.stateless_random_brightness(x, brightness, s[6])
-        x = tf.image.stateless_random_contrast(x, 1.0 - contrast, 1.0 + contrast, s[7])
-        x = tf.image.stateless_random_saturation(x, 1.0 - saturation, 1.0 + saturation, s[8])
-        x = tf.image.stateless_random_hue(x, hue, s[9])
-        x = x * tf.random.stateless_uniform([1, 1, 3], s[10], 1.0 - stain, 1.0 + stain)
+        if stain > 0:
+            x = stain_jitter(x, stain, t[0])
+        if blur_sigma > 0:
+            x = gaussian_blur(x, blur_sigma, t[1])
+        if brightness > 0:
+            x = tf.image.stateless_random_brightness(x, brightness, s[6])
+        if contrast > 0:
+            x = tf.image.stateless_random_contrast(x, 1.0 - contrast, 1.0 + contrast, s[7])
+        if saturation > 0:
+            x = tf.image.stateless_random_saturation(x, 1.0 - saturation, 1.0 + saturation, s[8])
+        if hue > 0:
+            x = tf.image.stateless_random_hue(x, hue, s[9])
+        if gain > 0:
+            x = x * tf.random.stateless_uniform([1, 1, 3], s[10], 1.0 - gain, 1.0 + gain)
+        if jpeg_quality_min is not None:
+            x = jpeg_compression(x, jpeg_quality_min, jpeg_quality_max, t[2])
         return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
     return aug

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridwbc.cnn.augment import augmentation_options
 from hybridwbc.cnn.images import augment_microscopy, image_dataset, unreadable_reason
 
 __all__ = ["validation_split", "compile_model", "fit_model", "bn_layers", "recalibrate_batchnorm", "validate_model",
@@ -84,7 +85,7 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
     try:
         train_ds = image_dataset(
             train_paths, size, bs, labels=yi[tr], weights=cw[yi[tr]], shuffle_seed=int(est.random_state),
-            augment=augment_microscopy(size) if est.augment else None,
+            augment=augment_microscopy(size, **augmentation_options(est.augmentation)) if est.augment else None,
             record=lambda i: seen.update(int(k) for k in i),
             disk_cache=os.path.join(work, "train") if use_disk else None, repeat=bool(est.steps_per_epoch),
             drop_remainder=True)

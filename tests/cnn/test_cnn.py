@@ -221,9 +221,10 @@ def test_training_key_settings_keep_their_frozen_names():
     est = CNNClassifier(**TINY)
     settings = est.training_settings()
     assert set(settings) == (set(est.get_params()) - {"cache_dir", "embed_batch_size", "verbose", "random_state",
-                                                      "precision", "deterministic"} | {"seed"})
+                                                      "precision", "deterministic", "augmentation"} | {"seed"})
     assert settings["seed"] == est.random_state and settings["input_size"] == 32
-    # precision and deterministic joined later: in the key only when not their defaults, so older keys still match
+    # precision, deterministic and augmentation joined later: in the key only when not their defaults, so older
+    # keys still match
     assert CNNClassifier(**{**TINY, "precision": "mixed_bfloat16"}).training_settings()["precision"] == "mixed_bfloat16"
 
 
