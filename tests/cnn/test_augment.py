@@ -204,3 +204,21 @@ def test_the_augmentation_group_reaches_the_cnn(compose):
                                                          for k, v in PRESET.items()}, "blur_sigma": 0.5}
     default, _ = compose("classifier=cnn_softmax")
     assert augmentation_changes(build_estimator(default.classifier, default.seed).augmentation) == {}
+
+
+def test_a_tiny_cnn_trains_with_the_preset_under_its_own_key(tmp_path):
+    import pandas as pd
+
+    from hybridwbc.data.synthetic import generate_dataset
+
+    manifest = pd.read_csv(generate_dataset(tmp_path / "syn", ["lymphocyte", "eosinophil"], n_per_class=6,
+                                            size=40, seed=0))
+    X = np.asarray([str(tmp_path / "syn" / p) for p in manifest["path"]], dtype=object).reshape(-1, 1)
+    tiny = dict(input_size=32, backbone_params={"depth": 2, "width": 8}, epochs=1, batch_size=4,
+                validation_fraction=0, bn_recalibration=0, random_state=0, verbose=0, cache_dir=str(tmp_path / "c"))
+    est = CNNClassifier(**tiny, augmentation=PRESET).fit(X, manifest["label"])
+    assert len(est.history_["loss"]) == 1 and np.isfinite(est.history_["loss"][0])
+    assert est.predict_proba(X).shape == (12, 2)
+    assert len(list((tmp_path / "c" / "cnn_models").iterdir())) == 1
+    plain = CNNClassifier(**tiny).fit(X, manifest["label"])  # another key: trained, not read from the cache
+    assert not plain.from_cache_ and len(list((tmp_path / "c" / "cnn_models").iterdir())) == 2
