@@ -111,9 +111,9 @@ def augment_microscopy(size: int, scale: float = 0.1, shift: float = 0.03, brigh
     def aug(x, seed):
         seed = tf.cast(seed, tf.int64)
         s = tf.random.experimental.stateless_split(seed, num=11)
-        # the added ops draw from seeds of their own: the 11 draws above are those of the original augmentation
-        t = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, 1), num=3) \
-            if acquisition else None
+        # each added op draws from a seed of its own, fold_in(seed, k) with a fixed k per op: the 11 draws above
+        # stay those of the original augmentation, and a new op never changes the draws of another
+        t = {k: tf.random.experimental.stateless_fold_in(seed, k) for k in (1, 2, 3)} if acquisition else None
         x = tf.image.stateless_random_flip_left_right(x, s[0])
         x = tf.image.stateless_random_flip_up_down(x, s[1])
         x = tf.image.rot90(x, k=tf.random.stateless_uniform([], s[2], 0, 4, dtype=tf.int32))
@@ -127,9 +127,9 @@ def augment_microscopy(size: int, scale: float = 0.1, shift: float = 0.03, brigh
             x = tf.image.crop_and_resize(padded[None], box, [0], [size, size])[0]
         x = x / 255.0
         if stain > 0:
-            x = stain_jitter(x, stain, t[0])
+            x = stain_jitter(x, stain, t[1])
         if blur_sigma > 0:
-            x = gaussian_blur(x, blur_sigma, t[1])
+            x = gaussian_blur(x, blur_sigma, t[2])
         if brightness > 0:
             x = tf.image.stateless_random_brightness(x, brightness, s[6])
         if contrast > 0:
@@ -141,7 +141,7 @@ def augment_microscopy(size: int, scale: float = 0.1, shift: float = 0.03, brigh
         if gain > 0:
             x = x * tf.random.stateless_uniform([1, 1, 3], s[10], 1.0 - gain, 1.0 + gain)
         if jpeg_quality_min is not None:
-            x = jpeg_compression(x, jpeg_quality_min, jpeg_quality_max, t[2])
+            x = jpeg_compression(x, jpeg_quality_min, jpeg_quality_max, t[3])
         return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
     return aug

@@ -79,6 +79,13 @@ def test_the_default_augmentation_is_bit_identical_to_the_original(mapping):
     assert augmentation_changes(mapping) == {}
 
 
+def test_the_presets_draws_are_frozen():
+    # a trained model with non-default augmentation is cached under its settings: if these draws change,
+    # bump hybridwbc.cnn.training.TRAINING_VERSION (computed on TensorFlow 2.21, CPU)
+    out = augment_microscopy(32, **augmentation_options(PRESET))(tf.constant(IMAGE), _seed(7, 3))
+    assert _digest(out) == "9e5eef06f00e755b170278a31c97ea7fbac51ae08a945d4f6b603fdb3a22f492"
+
+
 def test_with_every_amount_at_zero_only_flips_and_rotations_remain():
     out = augment_microscopy(32, **augmentation_options(BARE))(tf.constant(IMAGE), _seed(5, 1)).numpy()
     dihedral = [np.rot90(f, k) for f in (IMAGE, IMAGE[::-1], IMAGE[:, ::-1], IMAGE[::-1, ::-1]) for k in range(4)]
