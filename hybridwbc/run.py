@@ -241,7 +241,7 @@ def _normalised_images(cfg, featurizer, kept, reasons):
         return None
     t = time.perf_counter()
     files, failed = featurizer.normalised_files(kept["path"].tolist(), kept["sha256"].tolist(),
-                                                cfg.paths.cache_dir + "/preprocessed")
+                                                cfg.paths.cache_dir + "/preprocessed", progress=cfg.progress)
     for i, reason in failed.items():
         if not str(reasons[i]).startswith("ImageReadError"):
             reasons[i] = f"ImageReadError: no normalised image ({reason})"

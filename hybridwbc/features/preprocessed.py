@@ -79,7 +79,8 @@ class PreprocessedFeaturizer(ImageFeaturizer):
         os.replace(tmp, path)
         return str(path)
 
-    def normalised_files(self, paths, shas, folder: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    def normalised_files(self, paths, shas, folder: str | os.PathLike,
+                         progress: bool = False) -> tuple[np.ndarray, dict]:
         """The normalised copy of each image, made once: ``<folder>/<cache key>/<sha[:2]>/<sha>.png``.
 
         Parameters
@@ -88,6 +89,8 @@ class PreprocessedFeaturizer(ImageFeaturizer):
             Image files and their content hashes.
         folder : path-like
             Cache root.
+        progress : bool, default False
+            Show a progress bar over the images still to normalise.
 
         Returns
         -------
@@ -96,18 +99,18 @@ class PreprocessedFeaturizer(ImageFeaturizer):
         failed : dict
             ``{row: reason}`` of those images.
         """
+        from tqdm.auto import tqdm
+
         from hybridwbc.data.io import read_image
         from hybridwbc.errors import HybridWBCError
 
         base = Path(folder) / self.cache_key()
-        files, failed = np.empty(len(paths), dtype=object), {}
-        for i, (p, sha) in enumerate(zip(paths, shas)):
-            target = base / sha[:2] / f"{sha}.png"
-            files[i] = str(target)
-            if target.is_file():
-                continue
+        files = np.array([str(base / sha[:2] / f"{sha}.png") for sha in shas], dtype=object)
+        todo = [i for i, target in enumerate(files) if not Path(target).is_file()]
+        failed = {}
+        for i in tqdm(todo, desc="normalise", unit="img", disable=not progress, mininterval=1.0):
             try:
-                self.normalised_file(read_image(p), target)
+                self.normalised_file(read_image(paths[i]), files[i])
             except HybridWBCError as exc:
                 failed[i] = f"{type(exc).__name__}: {exc}"
         return files, failed
