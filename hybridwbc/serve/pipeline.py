@@ -209,13 +209,19 @@ class WBCPipeline:
         """
         import tempfile
 
+        from hybridwbc.errors import HybridWBCError
+
         with tempfile.TemporaryDirectory(prefix="hybridwbc-predict-") as tmp:
             paths = {}
             if self.input_kind != "features":  # estimators that read the image files themselves
                 normalised = getattr(self.featurizer, "normalised_file", None)  # what training read, if fitted
                 for i in rows:
-                    paths[i] = normalised(_read_one(sources[i], max_pixels), os.path.join(tmp, f"{i}.png")) \
-                        if normalised is not None else _as_file(sources[i], tmp, i)
+                    try:
+                        paths[i] = normalised(_read_one(sources[i], max_pixels), os.path.join(tmp, f"{i}.png")) \
+                            if normalised is not None else _as_file(sources[i], tmp, i)
+                    except HybridWBCError as exc:  # e.g. the file changed since it was featurized: an error row
+                        errors[i] = f"{type(exc).__name__}: {exc}"
+                rows = [i for i in rows if i not in errors]
             feats = {i: vectors[i] for i in rows}
 
             def X_of(idx):

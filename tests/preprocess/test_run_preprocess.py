@@ -8,7 +8,7 @@ import pytest
 
 from hybridwbc.config import build_preprocess
 from hybridwbc.data.io import read_image
-from hybridwbc.errors import ConfigError
+from hybridwbc.errors import ConfigError, ImageReadError
 from hybridwbc.preprocess import ImageNormaliser
 from hybridwbc.run import run_experiment
 from hybridwbc.serve.pipeline import WBCPipeline
@@ -80,3 +80,20 @@ def test_a_cnn_reads_the_normalised_images_in_training_and_at_prediction(compose
     cols = [f"p_{c}" for c in model.classes_]
     assert (served["status"] != "error").all()
     np.testing.assert_array_equal(served[cols].to_numpy(), preds[cols].to_numpy())
+    # an image the CNN's second read cannot normalise (changed since it was featurized) is an error row; the
+    # others keep exactly their answers
+    write = model.featurizer.normalised_file
+    calls = []
+
+    def flaky(image, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise ImageReadError("Cannot read image: it changed while being read")
+        return write(image, path)
+
+    model.featurizer.normalised_file = flaky
+    again = model.predict_paths(preds["path"].tolist(), n_jobs=1)
+    assert (again["status"] == "error").sum() == 1 and again.loc[1, "status"] == "error"
+    assert "ImageReadError" in again.loc[1, "error"] and "changed while being read" in again.loc[1, "error"]
+    keep = again.index != 1
+    np.testing.assert_array_equal(again.loc[keep, cols].to_numpy(), preds.loc[keep, cols].to_numpy())
