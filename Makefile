@@ -7,7 +7,7 @@ EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
 .PHONY: scale sweep mlflow-server peers install run test test-fast lint package-check experiments ui report check-data \
         bench clean help tables table-wbc table-all-hem \
-        table-all-pbs table-repeats $(EXPERIMENTS)
+        table-all-pbs table-repeats pretrain domain-shift all-hem-pretrained $(EXPERIMENTS)
 
 help:
 	@echo "make run          install, then run the main experiment (all_hem; synthetic data if none is found)"
@@ -16,6 +16,9 @@ help:
 	@echo "make experiments  run all_hem, wbc5, pbc8 and all_pbs"
 	@echo "make tables       rerun what is missing, then write experiments/<name>/results.md from MLflow"
 	@echo "make table-repeats  the cascade variants on 5-fold CV of wbc5 and pbc8 (mean ± sd, per split)"
+	@echo "make pretrain     train the CNN backbone on every PBC image; weights in pretrained/ (backbone.weights=<file>)"
+	@echo "make domain-shift PBC -> BCCD (another lab): every method x normalisation x augmentation, few-shot arm"
+	@echo "make all-hem-pretrained  all_hem with the PBC-pretrained backbone (frozen, fine-tuned) beside scratch"
 	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
 	@echo "make report       methods paragraph, result tables (Markdown, LaTeX) and checklist from mlflow.db (EXPERIMENT=...)"
 	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
@@ -55,6 +58,20 @@ sweep: install
 # A shared tracking server: PostgreSQL (Debian's postgresql package) + `mlflow server`, on loopback.
 mlflow-server: scale
 	$(BIN)/python -m hybridwbc.scale.server --dir .mlflow-server --port 5000
+
+# A backbone pretrained on blood cells, offline: every development PBC image (8 classes), weights + SHA-256 + the
+# list of images it saw in pretrained/, the 8-class CNN as an MLflow model. Reruns are instant (trained-model cache).
+pretrain: install
+	$(BIN)/python -m hybridwbc.run +experiment=pretrain
+
+pretrained/pbc8_compact96_acq.weights.h5: | install
+	$(BIN)/python -m hybridwbc.run +experiment=pretrain augmentation=acquisition pretrain.name=pbc8_compact96_acq
+
+domain-shift: pretrain pretrained/pbc8_compact96_acq.weights.h5
+	$(BIN)/python -m hybridwbc.run +experiment=domain_shift
+
+all-hem-pretrained: pretrain
+	$(BIN)/python -m hybridwbc.run +experiment=all_hem_pretrained
 
 run: install
 	$(BIN)/python -m hybridwbc.run +experiment=all_hem

@@ -22,14 +22,15 @@ import json
 import os
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+from hybridwbc.data.fieldcells import wbc_boxes  # noqa: E402
 from hybridwbc.data.io import read_image  # noqa: E402
 from hybridwbc.errors import NoCellFoundError  # noqa: E402
+from hybridwbc.evaluate.detection import box_iou as iou  # noqa: E402
 from hybridwbc.segment import segment  # noqa: E402
 
 
@@ -37,26 +38,6 @@ def default_root() -> Path:
     env = os.environ.get("HYBRIDWBC_DATA")
     base = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
     return base / "bccd"
-
-
-def wbc_boxes(xml_path: Path) -> list[tuple[float, float, float, float]]:
-    """``(xmin, ymin, xmax, ymax)`` of every ``WBC`` object in a VOC file."""
-    root = ET.parse(xml_path).getroot()
-    out = []
-    for obj in root.iter("object"):
-        if (obj.findtext("name") or "").strip().upper() != "WBC":
-            continue
-        bb = obj.find("bndbox")
-        out.append(tuple(float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")))
-    return out
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match(dets, gts, thr):

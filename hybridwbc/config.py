@@ -40,6 +40,7 @@ __all__ = [
     "AugmentConfig", "Background", "ExplainConfig",
     "Layout", "Protocol", "InputKind", "SegmentMode", "SyntheticConfig", "DataConfig", "SegmentConfig",
     "FeaturesConfig", "SearchConfig", "PreprocessMethod", "ScaleMethod", "PreprocessConfig", "build_preprocess",
+    "build_normaliser",
     "ClassifierConfig", "DomainConfig", "EvalConfig", "TrackingConfig", "PathsConfig", "Config",
     "register_schemas", "build_featurizer", "build_estimator", "enum_value", "config_hash", "code_version", "conf_dir",
     "compose_experiment",
@@ -175,6 +176,19 @@ def build_featurizer(features_cfg):
     return obj
 
 
+def build_normaliser(p, segment_cfg, seed: int = 0):
+    """The unfitted, validated :class:`~hybridwbc.preprocess.ImageNormaliser` of one ``preprocess`` node."""
+    from hybridwbc.preprocess import ImageNormaliser
+
+    norm = ImageNormaliser(method=enum_value(p.method), fit_images=int(p.fit_images), seed=int(seed),
+                           io=float(p.io), beta=float(p.beta), alpha=float(p.alpha), rescale=bool(p.rescale),
+                           scale=enum_value(p.scale),
+                           side=int(p.side), fraction=float(p.fraction), um_per_px=p.um_per_px,
+                           target_um_per_px=p.target_um_per_px, segmenter=_instantiate(segment_cfg, "segment"))
+    norm.validate()
+    return norm
+
+
 def build_preprocess(cfg):
     """The unfitted :class:`~hybridwbc.preprocess.ImageNormaliser` of ``cfg.preprocess`` (segmenter: ``cfg.segment``),
     checked against the protocol.
@@ -186,15 +200,8 @@ def build_preprocess(cfg):
         training split, before the features).
     """
     from hybridwbc.errors import ConfigError
-    from hybridwbc.preprocess import ImageNormaliser
 
-    p = cfg.preprocess
-    norm = ImageNormaliser(method=enum_value(p.method), fit_images=int(p.fit_images), seed=int(cfg.seed),
-                           io=float(p.io), beta=float(p.beta), alpha=float(p.alpha), rescale=bool(p.rescale),
-                           scale=enum_value(p.scale),
-                           side=int(p.side), fraction=float(p.fraction), um_per_px=p.um_per_px,
-                           target_um_per_px=p.target_um_per_px, segmenter=_instantiate(cfg.segment, "segment"))
-    norm.validate()
+    norm = build_normaliser(cfg.preprocess, cfg.segment, int(cfg.seed))
     if not norm.active:
         return norm
     if enum_value(cfg.eval.protocol) != "holdout":

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "HybridWBCError",
     "ConfigError",
+    "LeakageError",
     "DataLayoutError",
     "ImageReadError",
     "NoCellFoundError",
@@ -49,6 +50,10 @@ class NoCellFoundError(HybridWBCError, ValueError):
 
 class ModelLoadError(HybridWBCError, FileNotFoundError):
     """A saved model directory is missing, incomplete, or fails its checks."""
+
+
+class LeakageError(HybridWBCError, ValueError):
+    """An evaluation would score images a model (or a pretrained backbone) was trained on."""
 
 
 class WeightsUnavailableError(HybridWBCError, RuntimeError):

@@ -64,6 +64,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
     choices = {k: v for k, v in (choices or {}).items() if v is not None and not k.startswith("hydra")}
     t0 = time.perf_counter()
     tracking = cfg.tracking
+    if cfg.get("pretrain") is not None:
+        return _pretrain(cfg, run_dir, experiment, choices, command)
+    if cfg.get("shift") is not None:
+        return _shift(cfg, run_dir, experiment, choices, command)
     method_cfgs = dict(cfg.methods) if cfg.get("methods") else {cfg.classifier.name: cfg.classifier}
     label = next(iter(method_cfgs)) if len(method_cfgs) == 1 else f"{len(method_cfgs)} methods"
     name = tracking.run_name or run_name(experiment, label, cfg.seed)
@@ -94,6 +98,58 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
     return {"metrics": out["metrics"], "run_id": tracker.run_id, "run_dir": run_dir, "model_dir": out["model_dir"],
             "source": data.source, "run_name": name,
             "methods": {n: {"metrics": r["metrics"], "run_id": r["run_id"]} for n, r in results.items()}}
+
+
+def _tracked(cfg, run_dir: Path, experiment: str, choices: dict, command, label: str):
+    """A :class:`~hybridwbc.tracking.Tracker` for a run that is not a method comparison (pretrain, domain
+    shift), with the resolved config logged and the provenance tags set."""
+    from hybridwbc.config import code_version, config_hash
+    from hybridwbc.tracking import Tracker, git_commit, run_name
+
+    tracking = cfg.tracking
+    name = tracking.run_name or run_name(experiment, label, cfg.seed)
+    tracker = Tracker(tracking.enabled, tracking.uri, tracking.artifact_root, tracking.experiment_name or experiment,
+                      name)
+
+    def start():
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        tracker.log_artifact(run_dir / "config.yaml")
+        tracker.log_params({f"choice.{k}": v for k, v in choices.items()})
+        tracker.set_tags({"git_commit": git_commit(cfg.paths.root), "experiment": experiment, "command": command,
+                          "config_hash": config_hash(cfg), "code_version": code_version()})
+    return tracker, start
+
+
+def _pretrain(cfg, run_dir: Path, experiment: str, choices: dict, command) -> dict:
+    """``+experiment=pretrain``: train the backbone on every image and export it (:mod:`hybridwbc.cnn.pretrain`)."""
+    from hybridwbc.cnn.pretrain import pretrain
+
+    command = command or f"python -m hybridwbc.run +experiment={experiment}"
+    tracker, start = _tracked(cfg, run_dir, experiment, choices, command, cfg.backbone.backbone)
+    with tracker:
+        start()
+        info = pretrain(cfg, tracker, run_dir, command)
+    print(f"Pretrained backbone: {info['path']} (sha256 {info['sha256'][:16]}..., {info['n_images']} images of "
+          f"{info['data']}, validation accuracy {info['val_accuracy']}); MLflow run {tracker.run_id}. Use it with "
+          f"backbone.weights={info['path']}", flush=True)
+    return {"metrics": {"val_accuracy": info["val_accuracy"]}, "run_id": tracker.run_id, "run_dir": run_dir,
+            "model_dir": run_dir / "model", "source": info["source"], "run_name": tracker.run_name, "methods": {},
+            "pretrained": info}
+
+
+def _shift(cfg, run_dir: Path, experiment: str, choices: dict, command) -> dict:
+    """``+experiment=domain_shift``: every arm on another lab's cells (:mod:`hybridwbc.evaluate.shift`)."""
+    from hybridwbc.evaluate.shift import run_shift
+
+    command = command or f"python -m hybridwbc.run +experiment={experiment}"
+    tracker, start = _tracked(cfg, run_dir, experiment, choices, command, "arms")
+    with tracker:
+        start()
+        out = run_shift(cfg, tracker, run_dir, command)
+    print((run_dir / "results.md").read_text().split("## Zero-shot")[0], flush=True)
+    print(f"Domain-shift table: {run_dir / 'results.md'}; MLflow run {tracker.run_id}", flush=True)
+    return {"metrics": {}, "run_id": tracker.run_id, "run_dir": run_dir, "model_dir": None, "source": "real",
+            "run_name": tracker.run_name, "methods": {}, "shift": out}
 
 
 def _stage(stage: str, seconds: float, detail: str = "") -> None:
@@ -151,6 +207,7 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
     rows, run-level metrics, the featurizer used)``."""
     import pandas as pd
 
+    from hybridwbc.cnn.pretrain import check_unseen, weights_files
     from hybridwbc.data.dataset import load_dataset
     from hybridwbc.data.manifest import manifest_hash
     from hybridwbc.data.splits import has_subjects, split_groups
@@ -161,6 +218,8 @@ def _data_and_features(cfg, tracker, run_dir: Path, experiment: str, featurizer,
 
     data = load_dataset(cfg.data, cfg.paths.root, cfg.paths.cache_dir, seed=cfg.seed)
     manifest = data.manifest
+    for weights in sorted(weights_files({"methods": cfg.get("methods"), "classifier": cfg.classifier})):
+        check_unseen(weights, manifest["sha256"].tolist(), f"data {cfg.data.name!r}")
     digest = manifest_hash(manifest)
     tracker.set_tags({"data.source": data.source, "data.root": str(data.root), "data.manifest_hash": digest})
     tracker.log_dataset(manifest[["path", "label"]], dataset_name(cfg.data.name, data.source), data.root, digest)

@@ -15,6 +15,8 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 __all__ = [
+    "PretrainConfig",
+    "ShiftConfig",
     "Layout",
     "Protocol",
     "InputKind",
@@ -274,6 +276,32 @@ class TrackingConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """``+experiment=pretrain``: where the backbone weights go (:mod:`hybridwbc.cnn.pretrain`)."""
+
+    output_dir: str = "${paths.root}/pretrained"
+    name: str = "pbc8_${backbone.backbone}${backbone.input_size}"
+    allow_synthetic: bool = False
+
+
+@dataclass
+class ShiftConfig:
+    """``+experiment=domain_shift`` (:mod:`hybridwbc.evaluate.shift`): the target lab's cells and the arms."""
+
+    target: str = "bccd"
+    cell_side: int = 360
+    min_iou: float = 0.3
+    pool_fraction: float = 0.5
+    shots: list[int] = field(default_factory=lambda: [0, 5, 10, 20])
+    draws: int = 3
+    target_repeat: int = 10
+    preprocess: dict[str, PreprocessConfig] = field(default_factory=dict)
+    backbones: dict[str, str] = field(default_factory=dict)
+    heads: dict[str, Any] = field(default_factory=dict)
+    representations: list[str] = field(default_factory=lambda: ["handcrafted", "cnn", "hybrid"])
+
+
+@dataclass
 class PathsConfig:
     root: str = "${hydra:runtime.cwd}"
     cache_dir: str = "${paths.root}/.cache/hybridwbc"
@@ -293,5 +321,9 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    #: Set by ``+experiment=pretrain``: train the backbone on every image and export its weights.
+    pretrain: Optional[PretrainConfig] = None
+    #: Set by ``+experiment=domain_shift``: train on ``data``, score on another lab's cells.
+    shift: Optional[ShiftConfig] = None
     #: Caveats a reader of the experiment's result table must see (printed under the table's provenance).
     notes: list[str] = field(default_factory=list)

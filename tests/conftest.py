@@ -25,8 +25,9 @@ def pytest_generate_tests(metafunc):
     marker = metafunc.definition.get_closest_marker("each_experiment")
     if marker:  # each_experiment(slow_suffix="_compare"): those runs are also marked slow
         suffix = marker.kwargs.get("slow_suffix")
+        exclude = set(marker.kwargs.get("exclude", ()))
         metafunc.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if suffix and n.endswith(suffix) else n
-                                      for n in EXPERIMENTS])
+                                      for n in EXPERIMENTS if n not in exclude])
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from hybridwbc.errors import ConfigError
 
-__all__ = ["BackboneSpec", "BACKBONES", "POOLINGS", "PRECISIONS", "validate_backbone", "resolve_precision"]
+__all__ = ["BackboneSpec", "BACKBONES", "POOLINGS", "PRECISIONS", "validate_backbone", "resolve_precision",
+           "weights_identity"]
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,15 @@ def validate_backbone(name: str, input_size: int, pooling: str = "avg", params: 
         raise ConfigError(
             f"Unknown pooling {pooling!r}. Expected one of {list(POOLINGS)}; received pooling={pooling!r}.")
     return spec
+
+
+def weights_identity(weights):
+    """What names a backbone's starting weights in a cache key: ``None`` or ``"imagenet"`` as given, a local
+    file by its content (``"sha256:<hex>"``), so a moved file keeps its cached models and a rewritten one does
+    not (a missing file is named by its path; building the model then reports it)."""
+    if weights in (None, "imagenet"):
+        return weights
+    from hybridwbc.data.manifest import file_sha256
+
+    digest = file_sha256(weights)
+    return f"sha256:{digest}" if digest else str(weights)

@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from hybridwbc.cnn.augment import augmentation_changes, augmentation_options
-from hybridwbc.cnn.backbones import resolve_precision, validate_backbone
+from hybridwbc.cnn.backbones import resolve_precision, validate_backbone, weights_identity
 from hybridwbc.cnn.training import compile_model, fit_model, load_trained, store_trained, training_key, validation_split
 from hybridwbc.errors import ConfigError, ImageReadError
 from hybridwbc.models.parts import WBCEstimator
@@ -155,6 +155,9 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         weights. Without it the seeded data order and augmentation still repeat exactly, but multithreaded
         CPU kernels may sum gradients in a different order, so weights can differ in the last bits and the
         training path can drift. It may slow training.
+    freeze : bool, default False
+        Keep the backbone's starting weights (``weights``, e.g. a file from ``make pretrain``) fixed, BatchNorm
+        statistics included, and train the head only: the embeddings are the pretrained backbone's.
 
     Attributes
     ----------
@@ -180,7 +183,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                  class_weight: str | None = "balanced", bn_momentum: float = 0.9, random_state: int = 0,
                  cache_dir: str | None = None, embed_batch_size: int = 64, steps_per_epoch: int | None = None,
                  disk_cache: bool = True, bn_recalibration: int = 50, verbose: int = 1, precision: str = "float32",
-                 deterministic: bool = False, augmentation: dict | None = None):
+                 deterministic: bool = False, augmentation: dict | None = None, freeze: bool = False):
         self.backbone = backbone
         self.input_size = input_size
         self.pooling = pooling
@@ -207,6 +210,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         self.bn_recalibration = bn_recalibration
         self.verbose = verbose
         self.precision = precision
+        self.freeze = freeze
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -221,6 +225,10 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         validate_backbone(self.backbone, self.input_size, self.pooling, self.backbone_params)
         resolve_precision(self.precision)
         augmentation_options(self.augmentation)
+        if self.freeze and self.weights is None:
+            raise ConfigError("backbone.freeze=true keeps the backbone's starting weights, but backbone.weights is "
+                              "null (random). Fix: give a pretrained file, backbone.weights=<file>.weights.h5 "
+                              "(make pretrain), or set backbone.freeze=false.")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"Unknown lr_schedule {self.lr_schedule!r}. Expected one of {list(LR_SCHEDULES)}.")
         if not 0.0 <= float(self.validation_fraction) < 0.5:
@@ -242,6 +250,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             base = build_backbone(self.backbone, self.input_size, self.pooling, self.weights,
                                   dict(self.backbone_params or {}), bn_momentum=self.bn_momentum)
             base.name = "backbone"
+            if self.freeze:  # inference mode too: BatchNorm keeps the pretrained statistics
+                base.trainable = False
             inp = keras.Input((self.input_size, self.input_size, 3), name="image")
             emb = keras.layers.Identity(name="embedding")(base(inp))
             x = keras.layers.Dropout(self.dropout, name="dropout")(emb) if self.dropout else emb
@@ -352,10 +362,11 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                 "input_size": self.input_size, "learning_rate": self.learning_rate, "lr_schedule": self.lr_schedule,
                 "patience": self.patience, "pooling": self.pooling, "seed": self.random_state,
                 "steps_per_epoch": self.steps_per_epoch, "validation_fraction": self.validation_fraction,
-                "weight_decay": self.weight_decay, "weights": self.weights,
+                "weight_decay": self.weight_decay, "weights": weights_identity(self.weights),
                 # only when not float32, so the keys of models trained before the setting existed still match
                 **({"precision": p} if (p := resolve_precision(self.precision)) != "float32" else {}),
                 **({"deterministic": True} if self.deterministic else {}),
+                **({"freeze": True} if self.freeze else {}),
                 # only what differs from the default augmentation, and only when augmenting (same reason)
                 **({"augmentation": a} if self.augment and (a := augmentation_changes(self.augmentation)) else {})}
 

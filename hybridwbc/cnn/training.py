@@ -93,7 +93,7 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
                                record=lambda i: seen_val.update(int(k) for k in i)) if len(va) else None
         ckpt = os.path.join(work, "best.weights.h5")
         recal_ds = None
-        if int(est.bn_recalibration) > 0 and bn_layers(model):
+        if int(est.bn_recalibration) > 0 and bn_layers(model) and not getattr(est, "freeze", False):
             rng = np.random.default_rng(int(est.random_state))
             pick = rng.permutation(len(train_paths))[: int(est.bn_recalibration) * bs]
             recal_ds = image_dataset([train_paths[k] for k in pick], size, bs,

@@ -16,8 +16,8 @@ import pandas as pd
 from hybridwbc.errors import ConfigError, DataLayoutError
 from hybridwbc.evaluate.protocol import SKIPPED, Predictions
 
-__all__ = ["EvaluationResult", "classification_metrics", "bootstrap_ci", "per_class_report", "evaluate_predictions",
-           "to_binary", "mcnemar", "aggregate_by_group", "most_confident_errors"]
+__all__ = ["EvaluationResult", "classification_metrics", "balanced_accuracy", "bootstrap_ci", "per_class_report",
+           "evaluate_predictions", "to_binary", "mcnemar", "aggregate_by_group", "most_confident_errors"]
 
 
 @dataclass
@@ -66,7 +66,7 @@ def classification_metrics(y_true, y_pred, proba: np.ndarray | None, classes: Se
     with np.errstate(all="ignore"):
         out = {
             "accuracy": float(accuracy_score(y_true, y_pred)),
-            "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
+            "balanced_accuracy": balanced_accuracy(y_true, y_pred),
             "f1_weighted": float(f1_score(y_true, y_pred, average="weighted", labels=list(classes), zero_division=0)),
             "f1_macro": float(f1_score(y_true, y_pred, average="macro", labels=list(classes), zero_division=0)),
         }
@@ -83,7 +83,7 @@ def classification_metrics(y_true, y_pred, proba: np.ndarray | None, classes: Se
     return out
 
 
-def _balanced_accuracy(y_true, y_pred) -> float:
+def balanced_accuracy(y_true, y_pred) -> float:
     """Mean per-class recall over the classes present in ``y_true`` (no warning on absent ones)."""
     recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
     return float(np.mean(recalls)) if recalls else float("nan")

@@ -220,12 +220,14 @@ def test_training_key_settings_keep_their_frozen_names():
     # cache was introduced with (random_state was called seed), less what does not affect training
     est = CNNClassifier(**TINY)
     settings = est.training_settings()
-    assert set(settings) == (set(est.get_params()) - {"cache_dir", "embed_batch_size", "verbose", "random_state",
-                                                      "precision", "deterministic", "augmentation"} | {"seed"})
+    later = {"precision", "deterministic", "augmentation", "freeze"}
+    assert set(settings) == (set(est.get_params()) - {"cache_dir", "embed_batch_size", "verbose", "random_state"}
+                             - later | {"seed"})
     assert settings["seed"] == est.random_state and settings["input_size"] == 32
     # precision, deterministic and augmentation joined later: in the key only when not their defaults, so older
     # keys still match
     assert CNNClassifier(**{**TINY, "precision": "mixed_bfloat16"}).training_settings()["precision"] == "mixed_bfloat16"
+    assert "freeze" not in settings and CNNClassifier(**TINY, freeze=True).training_settings()["freeze"] is True
 
 
 def test_auto_precision_follows_the_cpu_flags(tmp_path):
