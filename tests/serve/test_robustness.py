@@ -175,8 +175,11 @@ def test_predict_output_is_identical_across_runs(model_dir, tmp_path, folder_dat
 # --- interrupted feature extraction --------------------------------------------------------------------
 
 SCRIPT = textwrap.dedent("""
-    import io, sys
+    import io, signal, sys
     import numpy as np
+    # a child started from a non-interactive shell's background job inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: restore it, so the SIGINT case never hangs however pytest was launched
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from hybridwbc.features.simple import ColourShapeFeaturizer
     from hybridwbc.features.table import featurize_paths
 
