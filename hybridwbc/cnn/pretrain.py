@@ -27,7 +27,7 @@ from hybridwbc.data.manifest import file_sha256
 from hybridwbc.errors import ConfigError, LeakageError, WeightsUnavailableError
 
 __all__ = ["PRETRAIN_VERSION", "inner_backbone", "export_weights", "sidecar", "pretrain", "pretrained_images",
-           "check_unseen", "weights_files"]
+           "check_unseen", "weights_files", "record"]
 
 log = logging.getLogger("hybridwbc")
 
@@ -98,15 +98,37 @@ def sidecar(weights: str | os.PathLike) -> Path:
     return weights.with_name(weights.name.removesuffix(".weights.h5") + ".json")
 
 
-def pretrained_images(weights: str | os.PathLike) -> set[str] | None:
-    """SHA-256 of the images a weights file exported by :func:`pretrain` was trained on (``None`` for a
-    weights file with no such record, e.g. one made elsewhere)."""
+def record(weights: str | os.PathLike) -> dict | None:
+    """The ``.json`` record :func:`pretrain` wrote beside ``weights`` (``None`` when there is none, e.g. a file made
+    elsewhere).
+
+    Raises
+    ------
+    WeightsUnavailableError
+        If the record describes another file (its SHA-256 differs from the file's): a stale or copied record
+        would name the wrong training images and architecture.
+    """
     meta = sidecar(weights)
     if not meta.is_file():
         return None
     info = json.loads(meta.read_text())
-    listing = meta.with_name(info.get("images", ""))
-    if not info.get("images") or not listing.is_file():
+    actual = file_sha256(weights)
+    if info.get("sha256") and info["sha256"] != actual:
+        raise WeightsUnavailableError(
+            f"{meta.name} describes another weights file (sha256 {info['sha256'][:12]}..., but "
+            f"{Path(os.fsdecode(weights)).name} has {actual[:12] or 'no readable content'}...). Expected the record "
+            "written with these weights. Fix: rerun `make pretrain`, or copy the .json and .images.txt with the file.")
+    return info
+
+
+def pretrained_images(weights: str | os.PathLike) -> set[str] | None:
+    """SHA-256 of the images a weights file exported by :func:`pretrain` was trained on (``None`` for a
+    weights file with no such record, e.g. one made elsewhere). Raises as :func:`record` does."""
+    info = record(weights)
+    if not info or not info.get("images"):
+        return None
+    listing = sidecar(weights).with_name(info["images"])
+    if not listing.is_file():
         return None
     return {line.strip() for line in listing.read_text().splitlines() if line.strip()}
 

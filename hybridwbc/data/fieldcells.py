@@ -6,7 +6,8 @@ the white cells of each typed field with the smear-field locator
 (:func:`~hybridwbc.segment.locate.locate_cells`), keeps each located cell that matches a reference WBC
 box (IoU >= ``min_iou``), and cuts it out centred as PBC's crops are (:func:`~hybridwbc.segment.locate.crop_cell`,
 the cell spanning ``cell_fraction`` of the side). The crops are written once as lossless PNGs under a
-folder named by the settings, atomically; the field is the cell's ``subject``, so splits keep a field's
+folder named by the settings (the segmenter's included) and files named by the field image's content,
+atomically; the field is the cell's ``subject``, so splits keep a field's
 cells together. Every typed field that yields no cell is a coverage row with its reason, never dropped.
 """
 
@@ -49,7 +50,9 @@ def wbc_boxes(xml_path: str | os.PathLike) -> list[tuple[float, float, float, fl
         bb = obj.find("bndbox")
         if (obj.findtext("name") or "").strip().upper() != "WBC" or bb is None:
             continue
-        out.append(tuple(float(bb.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax")))
+        box = tuple(float(bb.findtext(k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax"))
+        if all(np.isfinite(box)) and box[2] > box[0] and box[3] > box[1]:  # a box with a missing or empty side: none
+            out.append(box)
     return out
 
 
@@ -123,11 +126,11 @@ def typed_field_cells(root: str | os.PathLike, cache_dir: str | os.PathLike, sid
     if not {"image", "category"} <= set(labels.columns):
         raise DataLayoutError(f"{str(labels_csv)!r} has columns {list(labels.columns)}; expected image,category.")
     fraction = PBC_CELL_FRACTION if cell_fraction is None else float(cell_fraction)
+    segmenter = Segmenter()
     settings = json.dumps({"v": FIELDCELLS_VERSION, "side": int(side), "fraction": fraction,
-                           "min_iou": float(min_iou)}, sort_keys=True)
+                           "min_iou": float(min_iou), "segment": segmenter.settings()}, sort_keys=True, default=str)
     out = Path(os.fsdecode(cache_dir)) / "field_cells" / hashlib.sha256(settings.encode()).hexdigest()[:12]
     out.mkdir(parents=True, exist_ok=True)
-    segmenter = Segmenter()
     rows, cover = [], []
     for field, label in tqdm(list(zip(labels["image"], labels["category"])), disable=not progress,
                              desc="field cells", unit="field"):
@@ -143,8 +146,9 @@ def typed_field_cells(root: str | os.PathLike, cache_dir: str | os.PathLike, sid
                 reason = "" if kept else f"no located cell matches a WBC box at IoU >= {min_iou}"
         except (DataLayoutError, ImageReadError) as exc:
             boxes, reason = [], f"{type(exc).__name__}: {exc}"
+        source = file_sha256(jpg)[:12]  # the crop's name holds its field image's content: another root, another crop
         for k, (cell, overlap) in enumerate(kept):
-            path = out / f"{field}_{k}.png"
+            path = out / f"{field}_{source}_{k}.png"
             if not path.is_file():
                 _write_png(path, crop_cell(image, cell, side, "cell", fraction))
             rows.append({"path": str(path), "label": str(label), "subject": str(field), "dataset": "bccd_cells",

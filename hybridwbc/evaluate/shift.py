@@ -126,6 +126,8 @@ def score_arm(rep: Representation, head, y_source, g_source, y_target, fields, p
             rng = np.random.default_rng([int(seed), int(k), d])
             pick = pool[draw_shots(np.asarray(y_target, object)[pool], ok_t[pool], int(k), rng)] if k else \
                 np.empty(0, np.int64)
+            if not test_ok.any():  # nothing this representation can read: every test cell stays unscored
+                continue
             preds[d, test_ok] = _fit_predict(head, Xs, ys, gs, rep.target[pick], np.asarray(y_target, object)[pick],
                                              np.asarray(fields, object)[pick], rep.target[test][test_ok], repeat)
         out[int(k)] = preds
@@ -199,10 +201,13 @@ def run_shift(cfg, tracker, run_dir, command: str) -> dict:
     from hybridwbc.data.dataset import load_dataset
     from hybridwbc.data.splits import split_groups
     from hybridwbc.errors import DataLayoutError
-    from hybridwbc.features.representations import representations
+    from hybridwbc.features.representations import backbone_record, representations
     from hybridwbc.report.shift import plot_accuracy_vs_k, shift_markdown
 
     sh = cfg.shift
+    if {"cnn", "hybrid"} & set(sh.representations):
+        for weights in sh.backbones.values():  # a missing or stale backbone fails now, not after an hour of arms
+            backbone_record(weights)
     data = load_dataset(cfg.data, cfg.paths.root, cfg.paths.cache_dir, seed=cfg.seed)
     if data.source != "real":
         raise DataLayoutError("domain_shift found no real source data (the built-in synthetic set was loaded). "

@@ -16,7 +16,6 @@ could not be decoded); the evaluation counts it as a skipped, wrong answer.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +25,26 @@ import pandas as pd
 
 from hybridwbc.errors import ConfigError, WeightsUnavailableError
 
-__all__ = ["backbone_from_file", "representations"]
+__all__ = ["backbone_record", "backbone_from_file", "representations"]
+
+
+def backbone_record(weights: str | os.PathLike) -> dict:
+    """The checked ``make pretrain`` record of a weights file (architecture, classes, hash).
+
+    Raises
+    ------
+    WeightsUnavailableError
+        If the file or its ``.json`` description is missing, or the description is another file's.
+    """
+    from hybridwbc.cnn.pretrain import record, sidecar
+
+    info = record(weights) if Path(os.fsdecode(weights)).is_file() else None
+    if info is None:
+        raise WeightsUnavailableError(
+            f"Pretrained backbone {str(weights)!r} (or its description {sidecar(weights).name}) does not exist. "
+            "Expected the files `make pretrain` writes (pretrained/<name>.weights.h5 and .json). Fix: run `make "
+            "pretrain`, or point shift.backbones at them.")
+    return info
 
 
 def backbone_from_file(weights: str | os.PathLike):
@@ -39,15 +57,8 @@ def backbone_from_file(weights: str | os.PathLike):
         If the file or its ``.json`` description is missing.
     """
     from hybridwbc.cnn.build import build_backbone
-    from hybridwbc.cnn.pretrain import sidecar
 
-    meta = sidecar(weights)
-    if not Path(os.fsdecode(weights)).is_file() or not meta.is_file():
-        raise WeightsUnavailableError(
-            f"Pretrained backbone {str(weights)!r} (or its description {meta.name}) does not exist. Expected the "
-            "files `make pretrain` writes (pretrained/<name>.weights.h5 and .json). Fix: run `make pretrain`, or "
-            "point shift.backbones at them.")
-    info = json.loads(meta.read_text())
+    info = backbone_record(weights)
     model = build_backbone(info["backbone"], int(info["input_size"]), info.get("pooling", "avg"), str(weights),
                            info.get("backbone_params") or {})
     return model, int(info["input_size"])

@@ -144,3 +144,16 @@ def test_all_hem_pretrained_runs_and_refuses_a_backbone_that_saw_its_cells(compo
     cfg, choices = compose("+experiment=all_hem_pretrained", *SMALL, "backbone=tiny", *_pretrained_overrides(leaky))
     with pytest.raises(LeakageError, match="were used to pretrain"):
         run_experiment(cfg, tmp_path / "hem2", "all_hem_pretrained", choices)
+
+
+def test_a_record_of_another_file_is_refused_and_a_partial_one_is_no_record(tmp_path):
+    from hybridwbc.errors import WeightsUnavailableError
+
+    weights = tmp_path / "b.weights.h5"
+    weights.write_bytes(b"weights")
+    sidecar(weights).write_text(json.dumps({"sha256": file_sha256(weights)}))
+    assert pretrained_images(weights) is None  # no image list named: nothing to check against, no crash
+    sidecar(weights).write_text(json.dumps({"sha256": "0" * 64, "images": "b.images.txt"}))
+    (tmp_path / "b.images.txt").write_text("a" * 64 + "\n")
+    with pytest.raises(WeightsUnavailableError, match="describes another weights file"):
+        check_unseen(str(weights), ["a" * 64], "pbc")

@@ -81,3 +81,11 @@ def test_missing_labels_and_bad_annotation_say_what_to_fix(tmp_path):
     (tmp_path / "x" / "labels.csv").write_text("file,type\na,b\n")
     with pytest.raises(DataLayoutError, match="expected image,category"):
         typed_field_cells(tmp_path / "x", tmp_path / "cache")
+
+
+def test_a_box_with_a_missing_or_empty_side_is_no_box(tmp_path):
+    xml = tmp_path / "a.xml"
+    xml.write_text(VOC.format(name="a", objects=OBJ.format(kind="WBC", x0=10, y0=10, x1=50, y1=60)
+                              + "<object><name>WBC</name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax>"
+                                "</bndbox></object>" + OBJ.format(kind="WBC", x0=5, y0=5, x1=5, y1=9)))
+    assert wbc_boxes(xml) == [(10.0, 10.0, 50.0, 60.0)]

@@ -107,3 +107,12 @@ def test_domain_shift_runs_on_bccd_and_tracks_its_table(compose, tmp_path, monke
     run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(out["run_id"])
     assert run.info.status == "FINISHED" and "best_k0_accuracy" in run.data.metrics
     assert (tmp_path / "run" / "results.md").read_text().count("| handcrafted + svm,") >= 4
+
+
+def test_a_missing_pretrained_backbone_fails_before_any_work(compose, tmp_path):
+    from hybridwbc.errors import WeightsUnavailableError
+    from hybridwbc.run import run_experiment
+
+    cfg, choices = compose("+experiment=domain_shift", "tracking=disabled")
+    with pytest.raises(WeightsUnavailableError, match=r"pbc8_compact96.weights.h5' \(or its description"):
+        run_experiment(cfg, tmp_path / "run", "domain_shift", choices)
