@@ -17,6 +17,7 @@ TensorFlow is imported lazily, so building these objects from a config is fast.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import tempfile
@@ -29,7 +30,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from hybridwbc.cnn.augment import augmentation_changes, augmentation_options
 from hybridwbc.cnn.backbones import resolve_precision, validate_backbone, weights_identity
-from hybridwbc.cnn.training import compile_model, fit_model, load_trained, store_trained, training_key, validation_split
+from hybridwbc.cnn.training import (carry_over, compile_model, fit_model, load_trained, store_trained, training_key,
+                                   validation_split)
 from hybridwbc.errors import ConfigError, ImageReadError
 from hybridwbc.models.parts import WBCEstimator
 
@@ -158,6 +160,13 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
     freeze : bool, default False
         Keep the backbone's starting weights (``weights``, e.g. a file from ``make pretrain``) fixed, BatchNorm
         statistics included, and train the head only: the embeddings are the pretrained backbone's.
+    progressive_size : int, optional
+        Progressive resizing: the first ``progressive_epochs`` epochs train on images resized to this smaller
+        side (cheaper per image), then the same weights and optimizer state (learning-rate schedule, Adam
+        moments) go on at ``input_size`` for the remaining epochs, as one training. Only the full-size epochs
+        are checkpointed and early-stopped; the saved model takes ``input_size`` images. ``None``: off.
+    progressive_epochs : int, default 0
+        Epochs at ``progressive_size`` (fewer than ``epochs``; at least 1 when ``progressive_size`` is set).
 
     Attributes
     ----------
@@ -183,7 +192,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                  class_weight: str | None = "balanced", bn_momentum: float = 0.9, random_state: int = 0,
                  cache_dir: str | None = None, embed_batch_size: int = 64, steps_per_epoch: int | None = None,
                  disk_cache: bool = True, bn_recalibration: int = 50, verbose: int = 1, precision: str = "float32",
-                 deterministic: bool = False, augmentation: dict | None = None, freeze: bool = False):
+                 deterministic: bool = False, augmentation: dict | None = None, freeze: bool = False,
+                 progressive_size: int | None = None, progressive_epochs: int = 0):
         self.backbone = backbone
         self.input_size = input_size
         self.pooling = pooling
@@ -211,6 +221,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         self.verbose = verbose
         self.precision = precision
         self.freeze = freeze
+        self.progressive_size = progressive_size
+        self.progressive_epochs = progressive_epochs
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -229,6 +241,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             raise ConfigError("backbone.freeze=true keeps the backbone's starting weights, but backbone.weights is "
                               "null (random). Fix: give a pretrained file, backbone.weights=<file>.weights.h5 "
                               "(make pretrain), or set backbone.freeze=false.")
+        self._validate_progressive()
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"Unknown lr_schedule {self.lr_schedule!r}. Expected one of {list(LR_SCHEDULES)}.")
         if not 0.0 <= float(self.validation_fraction) < 0.5:
@@ -238,21 +251,43 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"class_weight must be 'balanced' or null; received {self.class_weight!r}.")
 
+    def _validate_progressive(self) -> None:
+        if self.progressive_size is None:
+            if int(self.progressive_epochs or 0):
+                raise ConfigError(f"progressive_epochs={self.progressive_epochs} needs progressive_size (the smaller "
+                                  "image side of those epochs). Fix: set backbone.progressive_size, e.g. 64, or "
+                                  "backbone.progressive_epochs=0.")
+            return
+        try:
+            validate_backbone(self.backbone, self.progressive_size, self.pooling, self.backbone_params)
+        except ConfigError as exc:
+            raise ConfigError(f"progressive_size {self.progressive_size} is too small for this backbone: {exc} "
+                              "Fix: a larger progressive_size, or progressive_size=null (off).") from None
+        if not int(self.progressive_size) < int(self.input_size):
+            raise ConfigError(f"progressive_size must be smaller than input_size ({self.input_size}); received "
+                              f"{self.progressive_size}. Fix: a smaller side, or progressive_size=null (off).")
+        if not 1 <= int(self.progressive_epochs) < int(self.epochs):
+            raise ConfigError(f"progressive_epochs must be at least 1 and fewer than epochs ({self.epochs}); received "
+                              f"{self.progressive_epochs}. Fix: set backbone.progressive_epochs below backbone.epochs "
+                              "(some epochs must run at input_size), or backbone.progressive_size=null (off).")
+
     # ------------------------------------------------------------------ training
-    def build_model(self, n_classes: int):
+    def build_model(self, n_classes: int, input_size: int | None = None):
         """The untrained Keras model: image ``(input_size, input_size, 3)`` float32 in ``[0, 255]`` -> backbone ->
-        ``embedding`` -> dropout -> softmax over ``n_classes`` (what :meth:`fit` trains; benches build it too)."""
+        ``embedding`` -> dropout -> softmax over ``n_classes`` (what :meth:`fit` trains; benches build it too).
+        ``input_size`` overrides the estimator's (the low-resolution stage of progressive resizing)."""
         import keras
 
         from hybridwbc.cnn.build import build_backbone, dtype_policy
 
+        size = int(input_size or self.input_size)
         with dtype_policy(resolve_precision(self.precision)):
-            base = build_backbone(self.backbone, self.input_size, self.pooling, self.weights,
+            base = build_backbone(self.backbone, size, self.pooling, self.weights,
                                   dict(self.backbone_params or {}), bn_momentum=self.bn_momentum)
             base.name = "backbone"
             if self.freeze:  # inference mode too: BatchNorm keeps the pretrained statistics
                 base.trainable = False
-            inp = keras.Input((self.input_size, self.input_size, 3), name="image")
+            inp = keras.Input((size, size, 3), name="image")
             emb = keras.layers.Identity(name="embedding")(base(inp))
             x = keras.layers.Dropout(self.dropout, name="dropout")(emb) if self.dropout else emb
             # the softmax in float32 under mixed precision (numerically safe loss)
@@ -322,11 +357,22 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         steps = int(self.steps_per_epoch) if self.steps_per_epoch else max(1, len(tr) // int(self.batch_size))
         model = self.build_model(n_classes)
         compile_model(model, self.lr_schedule, self.learning_rate, self.weight_decay, steps, self.epochs)
-        has_val = fit_model(self, model, paths, yi, tr, va, cw, steps)
+        first = 0
+        if self.progressive_size is not None:  # low-resolution epochs first, then go on at input_size
+            first = int(self.progressive_epochs)
+            small = self.build_model(n_classes, int(self.progressive_size))
+            compile_model(small, self.lr_schedule, self.learning_rate, self.weight_decay, steps, self.epochs)
+            fit_model(self, small, paths, yi, tr, va, cw, steps, size=int(self.progressive_size), epochs=first,
+                      keep_best=False)
+            carry_over(small, model)
+            del small
+            gc.collect()  # Keras models hold reference cycles: free the small model's memory now
+        has_val = fit_model(self, model, paths, yi, tr, va, cw, steps, initial_epoch=first)
         self.model_ = model
         self._set_embedder()
-        mon = self.history_.get("val_loss" if has_val else "loss", [])
-        self.best_epoch_ = int(np.nanargmin(mon)) + 1 if mon else 0
+        # the kept weights are the best full-size epoch's
+        mon = self.history_.get("val_loss" if has_val else "loss", [])[first:]
+        self.best_epoch_ = first + int(np.nanargmin(mon)) + 1 if mon else 0
         self.n_embed_ = int(model.get_layer("embedding").output.shape[-1])
         self.n_features_in_ = 1
         self.fit_seconds_ = time.perf_counter() - t0
@@ -337,7 +383,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         if self.verbose:
             va_txt = (f", inference-mode validation accuracy {self.val_accuracy_:.4f}"
                       if self.val_accuracy_ is not None else "")
-            print(f"[cnn] kept epoch {self.best_epoch_} of {len(mon)}{va_txt}; trained in {self.fit_seconds_:.0f} s",
+            print(f"[cnn] kept epoch {self.best_epoch_} of {first + len(mon)}{va_txt}; trained in {self.fit_seconds_:.0f} s",
                   flush=True)
         return self
 
@@ -367,6 +413,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
                 **({"precision": p} if (p := resolve_precision(self.precision)) != "float32" else {}),
                 **({"deterministic": True} if self.deterministic else {}),
                 **({"freeze": True} if self.freeze else {}),
+                **({"progressive": [int(self.progressive_size), int(self.progressive_epochs)]}
+                   if self.progressive_size is not None else {}),
                 # only what differs from the default augmentation, and only when augmenting (same reason)
                 **({"augmentation": a} if self.augment and (a := augmentation_changes(self.augmentation)) else {})}
 
@@ -482,6 +530,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
 
     def __setstate__(self, state):
         blob = state.pop("_keras_bytes", None)
+        state.setdefault("progressive_size", None)  # estimators pickled before progressive resizing existed
+        state.setdefault("progressive_epochs", 0)
         self.__dict__.update(state)
         if blob is not None:
             import keras

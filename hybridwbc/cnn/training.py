@@ -33,7 +33,7 @@ from hybridwbc.cnn.augment import augmentation_options
 from hybridwbc.cnn.images import augment_microscopy, image_dataset, unreadable_reason
 
 __all__ = ["validation_split", "compile_model", "fit_model", "bn_layers", "recalibrate_batchnorm", "validate_model",
-           "compiled_steps", "EpochLog", "TRAINING_VERSION",
+           "compiled_steps", "EpochLog", "TRAINING_VERSION", "carry_over",
            "training_key", "load_trained", "store_trained"]
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,22 @@ def compile_model(model, lr_schedule: str, learning_rate: float, weight_decay: f
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
+def fit_model(est, model, paths, yi, tr, va, cw, steps, size=None, epochs=None, initial_epoch=0,
+              keep_best=True) -> bool:
     """Train a compiled ``model`` on ``paths[tr]`` (validation on ``paths[va]``) with ``est``'s settings.
 
     Sets ``est.history_``, ``est.skipped_`` and ``est.val_accuracy_``; the kept weights are the
     checkpoint of the best epoch. Returns whether there was a validation stream.
+    ``size`` (default ``est.input_size``) is the image side of this stage; epochs ``initial_epoch`` to
+    ``epochs`` (default ``est.epochs``) run. ``keep_best=False`` (the low-resolution stage of progressive
+    resizing) keeps the last weights, with no checkpoint and no early stopping.
     """
-    size, bs = int(est.input_size), int(est.batch_size)
+    size, bs = int(size or est.input_size), int(est.batch_size)
+    epochs = int(epochs or est.epochs)
+    # a later stage draws its own data order and augmentation (a new stream with the first stage's seed would
+    # replay the first stage's epochs); a single-stage training keeps random_state itself
+    seed = int(est.random_state) if not initial_epoch else \
+        int(np.random.SeedSequence([int(est.random_state), int(initial_epoch)]).generate_state(1)[0] >> 1)
     train_paths = [paths[i] for i in tr]
     val_paths = [paths[i] for i in va]
     seen: set[int] = set()
@@ -84,7 +93,7 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
     use_disk = bool(est.disk_cache) and not est.steps_per_epoch
     try:
         train_ds = image_dataset(
-            train_paths, size, bs, labels=yi[tr], weights=cw[yi[tr]], shuffle_seed=int(est.random_state),
+            train_paths, size, bs, labels=yi[tr], weights=cw[yi[tr]], shuffle_seed=seed,
             augment=augment_microscopy(size, **augmentation_options(est.augmentation)) if est.augment else None,
             record=lambda i: seen.update(int(k) for k in i),
             disk_cache=os.path.join(work, "train") if use_disk else None, repeat=bool(est.steps_per_epoch),
@@ -99,43 +108,74 @@ def fit_model(est, model, paths, yi, tr, va, cw, steps) -> bool:
             recal_ds = image_dataset([train_paths[k] for k in pick], size, bs,
                                      disk_cache=os.path.join(work, "recal") if use_disk else None)
         streams = [(train_paths, seen, not est.steps_per_epoch), (val_paths, seen_val, True)]
-        callbacks = _callbacks(est, streams, ckpt, val_ds, recal_ds)
-        est.skipped_ = []
+        callbacks = _callbacks(est, streams, ckpt if keep_best else None, val_ds, recal_ds, epochs, initial_epoch, size)
+        if not initial_epoch:  # a later stage reads the same files: its skipped ones are already listed
+            est.skipped_ = []
         with warnings.catch_warnings():
             # ignore_errors() leaves the stream's length unknown (a bad file is dropped), so Keras
             # learns the epoch length at the end of the first epoch and says so; that is expected.
             warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-            model.fit(train_ds, epochs=int(est.epochs), shuffle=False,
+            model.fit(train_ds, epochs=epochs, initial_epoch=int(initial_epoch), shuffle=False,
                       steps_per_epoch=steps if est.steps_per_epoch else None, callbacks=callbacks, verbose=0)
-            if os.path.isfile(ckpt):
+            if keep_best and os.path.isfile(ckpt):
                 model.load_weights(ckpt)
             est.val_accuracy_ = None
-            if val_ds is not None:
+            if val_ds is not None and keep_best:
                 est.val_accuracy_ = validate_model(model, val_ds)["accuracy"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        # how often each compiled step was traced (once each), then drop the steps: they hold the model
-        est.tracing_counts_ = {name: int(f.experimental_get_tracing_count())
-                               for name, f in compiled_steps(model).items()}
+        # how often each compiled step was traced (once each), then drop the steps: they hold the model;
+        # a low-resolution stage's steps are named with their side (validate@64)
+        tag = "" if keep_best else f"@{size}"
+        est.tracing_counts_ = {**(getattr(est, "tracing_counts_", {}) if initial_epoch else {}),
+                               **{name + tag: int(f.experimental_get_tracing_count())
+                                  for name, f in compiled_steps(model).items()}}
         _STEPS.pop(model, None)
     return val_ds is not None
 
 
-def _callbacks(est, streams, ckpt, val_ds, recal_ds) -> list:
-    """Epoch log, best-weights checkpoint, early stopping, and the plateau schedule if asked."""
+def _callbacks(est, streams, ckpt, val_ds, recal_ds, epochs, initial_epoch=0, size=None) -> list:
+    """Epoch log, best-weights checkpoint and early stopping (unless ``ckpt`` is ``None``), and the plateau
+    schedule if asked."""
     import keras
 
     monitor = "val_loss" if val_ds is not None else "loss"
-    callbacks = [
-        EpochLog(est, streams, int(est.epochs), val_ds=val_ds, recal_ds=recal_ds),
-        keras.callbacks.ModelCheckpoint(ckpt, monitor=monitor, save_best_only=True, save_weights_only=True),
-    ]
-    if val_ds is not None and est.patience:
+    callbacks = [EpochLog(est, streams, int(epochs), val_ds=val_ds, recal_ds=recal_ds, initial=int(initial_epoch),
+                          size=size)]
+    if ckpt is not None:
+        callbacks.append(keras.callbacks.ModelCheckpoint(ckpt, monitor=monitor, save_best_only=True,
+                                                         save_weights_only=True))
+    if ckpt is not None and val_ds is not None and est.patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=int(est.patience)))
     if est.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=1 / 3,
                                                            patience=max(1, int(est.patience) // 2)))
     return callbacks
+
+
+def carry_over(src, dst) -> None:
+    """Continue ``src``'s training in ``dst``: the same layers built for another input size (progressive
+    resizing). Copies the weights and the optimizer's state (step count, Adam moments), so the learning-rate
+    schedule and the moments go on as in one training. ``dst`` must be compiled.
+
+    Raises
+    ------
+    ValueError
+        If the two models' weights or optimizer variables do not match in number or shape.
+    """
+    a, b = src.get_weights(), dst.get_weights()
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        raise ValueError(f"Cannot continue training of {src.name!r} in {dst.name!r}: their weights differ "
+                         f"({len(a)} vs {len(b)} arrays). Progressive resizing needs a backbone whose weights do "
+                         "not depend on the input size (global pooling).")
+    dst.set_weights(a)
+    dst.optimizer.build(dst.trainable_variables)
+    va, vb = src.optimizer.variables, dst.optimizer.variables
+    if len(va) != len(vb) or any(tuple(x.shape) != tuple(y.shape) for x, y in zip(va, vb)):
+        raise ValueError(f"Cannot carry the optimizer state of {src.name!r} over to {dst.name!r}: "
+                         f"{len(va)} vs {len(vb)} variables. Compile both models the same way.")
+    for x, y in zip(va, vb):
+        y.assign(x)
 
 
 def bn_layers(model) -> list:
@@ -256,16 +296,20 @@ class EpochLog:
         import keras
 
         class _CB(keras.callbacks.Callback):
-            def __init__(self, est, streams, epochs, val_ds=None, recal_ds=None):
+            def __init__(self, est, streams, epochs, val_ds=None, recal_ds=None, initial=0, size=None):
                 super().__init__()
-                self.est, self.streams, self.epochs = est, streams, epochs
+                self.est, self.streams, self.epochs, self.size = est, streams, epochs, size
                 self.val_ds, self.recal_ds = val_ds, recal_ds
-                est.history_ = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_s")}
+                if not initial:  # a later stage of progressive resizing appends to the first stage's history
+                    keys = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_s")
+                    if getattr(est, "progressive_size", None) is not None:
+                        keys += ("input_size",)  # each epoch's image side
+                    est.history_ = {k: [] for k in keys}
                 self.bar = None
                 if est.verbose == 1:
                     from tqdm.auto import tqdm
 
-                    self.bar = tqdm(total=epochs, desc="cnn", unit="epoch", leave=False, mininterval=1.0)
+                    self.bar = tqdm(total=epochs - initial, desc="cnn", unit="epoch", leave=False, mininterval=1.0)
 
             def on_train_end(self, logs=None):
                 if self.bar is not None:
@@ -291,6 +335,8 @@ class EpochLog:
                     h[k].append(float(logs.get(k, np.nan)))
                 h["lr"].append(lr)
                 h["epoch_s"].append(time.perf_counter() - self.t)
+                if "input_size" in h:
+                    h["input_size"].append(int(self.size or self.est.input_size))
                 self._report_skipped()
                 if self.bar is not None:
                     self.bar.set_postfix(loss=f"{h['loss'][-1]:.3f}", val_acc=f"{h['val_accuracy'][-1]:.3f}",
@@ -315,7 +361,7 @@ class EpochLog:
                 val = (f"  val_loss {h['val_loss'][-1]:.4f}  val_acc {h['val_accuracy'][-1]:.4f}"
                        if "val_loss" in logs else "")
                 skipped = f"  skipped {len(self.est.skipped_)}" if self.est.skipped_ else ""
-                print(f"[cnn] epoch {epoch + 1}/{self.epochs}  loss {h['loss'][-1]:.4f}  "
+                print(f"[cnn] epoch {epoch + 1}/{self.est.epochs}  loss {h['loss'][-1]:.4f}  "
                       f"acc {h['accuracy'][-1]:.4f}{val}  lr {lr:.2e}  {h['epoch_s'][-1]:.0f}s{skipped}",
                       flush=True)
 

@@ -72,6 +72,12 @@ def test_validate_backbone_rejects_bad_settings(kwargs, match):
     (dict(epochs=0), r"epochs and batch_size must be at least 1"),
     (dict(class_weight="inverse"), r"class_weight must be 'balanced' or null"),
     (dict(precision="float16"), r"Unknown precision 'float16'"),
+    (dict(progressive_size=32), r"progressive_size must be smaller than input_size \(32\)"),
+    (dict(progressive_size=24, progressive_epochs=1), r"progressive_epochs must be at least 1 and fewer than epochs"),
+    (dict(progressive_size=24, epochs=3), r"progressive_epochs must be at least 1 and fewer than epochs"),
+    (dict(progressive_epochs=2, epochs=3), r"progressive_epochs=2 needs progressive_size"),
+    (dict(progressive_size=8, progressive_epochs=1, epochs=2, backbone="efficientnetb0"),
+     r"smaller than backbone 'efficientnetb0'"),
 ])
 def test_classifier_validate_rejects_bad_settings(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -220,7 +226,7 @@ def test_training_key_settings_keep_their_frozen_names():
     # cache was introduced with (random_state was called seed), less what does not affect training
     est = CNNClassifier(**TINY)
     settings = est.training_settings()
-    later = {"precision", "deterministic", "augmentation", "freeze"}
+    later = {"precision", "deterministic", "augmentation", "freeze", "progressive_size", "progressive_epochs"}
     assert set(settings) == (set(est.get_params()) - {"cache_dir", "embed_batch_size", "verbose", "random_state"}
                              - later | {"seed"})
     assert settings["seed"] == est.random_state and settings["input_size"] == 32
@@ -228,6 +234,9 @@ def test_training_key_settings_keep_their_frozen_names():
     # keys still match
     assert CNNClassifier(**{**TINY, "precision": "mixed_bfloat16"}).training_settings()["precision"] == "mixed_bfloat16"
     assert "freeze" not in settings and CNNClassifier(**TINY, freeze=True).training_settings()["freeze"] is True
+    assert "progressive" not in settings
+    assert CNNClassifier(**{**TINY, "epochs": 3}, progressive_size=24,
+                         progressive_epochs=2).training_settings()["progressive"] == [24, 2]
 
 
 def test_auto_precision_follows_the_cpu_flags(tmp_path):
