@@ -30,8 +30,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from hybridwbc.cnn.augment import augmentation_changes, augmentation_options
 from hybridwbc.cnn.backbones import resolve_precision, validate_backbone, weights_identity
-from hybridwbc.cnn.training import (carry_over, compile_model, fit_model, load_trained, store_trained, training_key,
-                                   validation_split)
+from hybridwbc.cnn.training import (
+    carry_over,
+    compile_model,
+    fit_model,
+    load_trained,
+    store_trained,
+    training_key,
+    validation_split,
+)
 from hybridwbc.errors import ConfigError, ImageReadError
 from hybridwbc.models.parts import WBCEstimator
 
@@ -383,8 +390,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         if self.verbose:
             va_txt = (f", inference-mode validation accuracy {self.val_accuracy_:.4f}"
                       if self.val_accuracy_ is not None else "")
-            print(f"[cnn] kept epoch {self.best_epoch_} of {first + len(mon)}{va_txt}; trained in {self.fit_seconds_:.0f} s",
-                  flush=True)
+            print(f"[cnn] kept epoch {self.best_epoch_} of {first + len(mon)}{va_txt}; "
+                  f"trained in {self.fit_seconds_:.0f} s", flush=True)
         return self
 
     def trained_cnn(self):
