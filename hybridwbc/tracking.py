@@ -25,8 +25,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Tracker", "flatten", "run_name", "dataset_name", "quiet_third_party", "OnceFilter", "EXPERIMENT_KIND_TAG",
-           "EXPERIMENT_KIND", "UI_QUERY", "ensure_experiment", "open_sweep", "close_sweep", "SWEEP_ENV"]
+__all__ = ["Tracker", "fail_runs_on_sigterm", "flatten", "run_name", "dataset_name", "quiet_third_party", "OnceFilter",
+           "EXPERIMENT_KIND_TAG", "EXPERIMENT_KIND", "UI_QUERY", "ensure_experiment", "open_sweep", "close_sweep",
+           "SWEEP_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,32 @@ class Tracker:
 #: Environment variable through which a sweep's launcher process tells its jobs (in other processes, on
 #: other machines under SLURM) the sweep id and each experiment's parent run: ``{"id", "launcher", "parents"}``.
 SWEEP_ENV = "HYBRIDWBC_SWEEP"
+
+
+def fail_runs_on_sigterm():
+    """Let SIGTERM (``kill``, a scheduler's stop) end this process through Python's exception path, so each open
+    :class:`Tracker` run ends ``FAILED`` with the error ``SystemExit: terminated by SIGTERM`` instead of staying
+    ``RUNNING``. Installed only in the main thread and only where SIGTERM still has its default action (a
+    launcher's own handler is kept); a second SIGTERM ends the process at once.
+
+    Returns the handler to restore afterwards (``signal.signal(signal.SIGTERM, old)``), or ``None`` when
+    nothing was installed.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    old = signal.getsignal(signal.SIGTERM)
+    if old is not signal.SIG_DFL:
+        return None
+
+    def _terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise SystemExit("terminated by SIGTERM: the run was stopped from outside before it finished")
+
+    signal.signal(signal.SIGTERM, _terminated)
+    return old
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: str) -> str:

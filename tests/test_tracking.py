@@ -114,3 +114,64 @@ def test_a_third_party_warning_repeated_with_other_numbers_shows_once(caplog):
                            addr)
         tf_log.warning("another warning")
     assert [r.getMessage()[:2] for r in caplog.records if r.name == "tensorflow"] == ["5 ", "an"]
+
+
+SIGTERM_CHILD = """
+import sys
+from hybridwbc.tracking import Tracker, fail_runs_on_sigterm
+
+assert fail_runs_on_sigterm() is not None
+with Tracker(True, sys.argv[1], sys.argv[2], "stopped") as parent:
+    with parent.child("method") as child:
+        print(parent.run_id, child.run_id, flush=True)  # both runs are open: wait here for the test's signal
+        sys.stdin.readline()
+"""
+
+
+def test_a_run_stopped_by_sigterm_ends_failed_with_its_reason(project_root, tmp_path):
+    """The child opens a run and a nested run, says so, and waits (a known point, not a race); then SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "child.py").write_text(SIGTERM_CHILD)
+    env = dict(os.environ, PYTHONPATH=str(project_root))
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), uri, str(tmp_path / "art")], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ids = proc.stdout.readline().decode().split()
+        if len(ids) != 2:
+            proc.wait()
+            pytest.fail(f"the child did not open its runs: {proc.stderr.read().decode()[-2000:]}")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+    assert proc.returncode == 1
+    client = mlflow.tracking.MlflowClient(uri)
+    for run_id in ids:
+        run = client.get_run(run_id)
+        assert run.info.status == "FAILED"
+        assert run.data.tags["error"].startswith("SystemExit: terminated by SIGTERM")
+
+
+def test_sigterm_handling_keeps_a_launchers_own_handler():
+    import signal
+
+    from hybridwbc.tracking import fail_runs_on_sigterm
+
+    def mine(signum, frame):
+        pass
+
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert fail_runs_on_sigterm() is None and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, old)
