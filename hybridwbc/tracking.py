@@ -25,9 +25,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Tracker", "fail_runs_on_sigterm", "flatten", "run_name", "dataset_name", "quiet_third_party", "OnceFilter",
-           "EXPERIMENT_KIND_TAG", "EXPERIMENT_KIND", "UI_QUERY", "ensure_experiment", "open_sweep", "close_sweep",
-           "SWEEP_ENV"]
+__all__ = ["Tracker", "fail_runs_on_sigterm", "RunTerminated", "flatten", "run_name", "dataset_name",
+           "quiet_third_party", "OnceFilter", "EXPERIMENT_KIND_TAG", "EXPERIMENT_KIND", "UI_QUERY",
+           "ensure_experiment", "open_sweep", "close_sweep", "SWEEP_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -275,11 +275,25 @@ class Tracker:
 SWEEP_ENV = "HYBRIDWBC_SWEEP"
 
 
+class RunTerminated(SystemExit):
+    """SIGTERM, raised as an exception: exits with status 143 (128 + 15, the shell's code for death by SIGTERM)
+    after every ``with`` block has closed; ``str()`` is the reason the runs record."""
+
+    def __init__(self, reason: str):
+        super().__init__(143)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 def fail_runs_on_sigterm():
     """Let SIGTERM (``kill``, a scheduler's stop) end this process through Python's exception path, so each open
-    :class:`Tracker` run ends ``FAILED`` with the error ``SystemExit: terminated by SIGTERM`` instead of staying
-    ``RUNNING``. Installed only in the main thread and only where SIGTERM still has its default action (a
-    launcher's own handler is kept); a second SIGTERM ends the process at once.
+    :class:`Tracker` run ends ``FAILED`` with the error ``RunTerminated: terminated by SIGTERM ...`` instead of
+    staying ``RUNNING``; the exit status is 143. Installed only in the main thread and only where SIGTERM still
+    has its default action (a launcher's own handler is kept). Python runs the handler when the main thread is
+    back in Python code, so a signal that arrives inside a long C call (a libsvm fit, a TensorFlow op) takes
+    effect when that call returns; after the first one SIGTERM has its default action again.
 
     Returns the handler to restore afterwards (``signal.signal(signal.SIGTERM, old)``), or ``None`` when
     nothing was installed.
@@ -295,7 +309,7 @@ def fail_runs_on_sigterm():
 
     def _terminated(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise SystemExit("terminated by SIGTERM: the run was stopped from outside before it finished")
+        raise RunTerminated("terminated by SIGTERM: the run was stopped from outside before it finished")
 
     signal.signal(signal.SIGTERM, _terminated)
     return old

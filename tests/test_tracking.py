@@ -154,12 +154,12 @@ def test_a_run_stopped_by_sigterm_ends_failed_with_its_reason(project_root, tmp_
             proc.wait()
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             stream.close()
-    assert proc.returncode == 1
+    assert proc.returncode == 143  # 128 + SIGTERM, as a shell reports a process the signal ended
     client = mlflow.tracking.MlflowClient(uri)
     for run_id in ids:
         run = client.get_run(run_id)
         assert run.info.status == "FAILED"
-        assert run.data.tags["error"].startswith("SystemExit: terminated by SIGTERM")
+        assert run.data.tags["error"].startswith("RunTerminated: terminated by SIGTERM")
 
 
 def test_sigterm_handling_keeps_a_launchers_own_handler():
@@ -175,3 +175,25 @@ def test_sigterm_handling_keeps_a_launchers_own_handler():
         assert fail_runs_on_sigterm() is None and signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def test_the_run_entry_point_fails_its_runs_on_sigterm_and_restores_the_handler(monkeypatch, tmp_path):
+    import signal
+    import sys
+
+    import hybridwbc.run as run_module
+
+    seen = []
+
+    def fake_run(cfg, output_dir, experiment, choices, command):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return {"metrics": {"balanced_accuracy": 1.0}}
+
+    monkeypatch.setattr(run_module, "run_experiment", fake_run)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["hybridwbc.run", f"hydra.run.dir={tmp_path / 'out'}"])
+    before = signal.getsignal(signal.SIGTERM)
+    assert before is signal.SIG_DFL
+    run_module.main()  # Hydra composes the default config and calls the (faked) experiment once
+    assert len(seen) == 1 and callable(seen[0]) and seen[0] not in (signal.SIG_DFL, signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
