@@ -43,9 +43,9 @@ def test_validation_split_takes_whole_subjects(subjects_data, monkeypatch):
     splits = []
     real = estimators.fit_model
 
-    def spy(est, model, paths, yi, tr, va, cw, steps):
+    def spy(est, model, paths, yi, tr, va, cw, steps, **kwargs):
         splits.append((tr, va))
-        return real(est, model, paths, yi, tr, va, cw, steps)
+        return real(est, model, paths, yi, tr, va, cw, steps, **kwargs)
 
     monkeypatch.setattr(estimators, "fit_model", spy)
     X, y, groups = subjects_data["X"], subjects_data["y"], subjects_data["groups"]
