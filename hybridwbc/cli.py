@@ -3,8 +3,9 @@
 ``python -m hybridwbc.run``, ``.predict``, ``.compose``, ``.tables``, ``.serving`` and ``.data``
 report a :class:`~hybridwbc.errors.HybridWBCError` as one line, ``hybridwbc: error: <message>``
 (the message says what is wrong, what was expected and the fix), and exit with status 1; no
-traceback. This module imports nothing but :mod:`hybridwbc.errors`, so the ground floor
-(:mod:`hybridwbc.data`) can use it.
+traceback. SIGTERM inside a command ends its MLflow runs ``FAILED``
+(:func:`hybridwbc.tracking.sigterm_fails_runs`). At import this module reads nothing but
+:mod:`hybridwbc.errors`, so the ground floor (:mod:`hybridwbc.data`) can use it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def run_cli(command: Callable[[], int | None], *also: type[BaseException]) -> in
     int
         ``command()``'s return value (``None`` counts as 0), or 1 after an error.
     """
+    from hybridwbc.tracking import sigterm_fails_runs
+
     try:
-        status = command()
+        with sigterm_fails_runs():  # SIGTERM ends the command's MLflow runs FAILED (exit status 143)
+            status = command()
     except (HybridWBCError, *also) as exc:
         return print_error(exc)
     return 0 if status is None else int(status)

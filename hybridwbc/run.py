@@ -388,18 +388,13 @@ def main(cfg: DictConfig) -> float | None:
     if capped:
         log.info("Sweep job %s: inner workers capped so parallel jobs share the cores: %s", hc.job.num,
                  ", ".join(f"{k} {a}->{b}" for k, (a, b) in capped.items()))
-    from hybridwbc.tracking import fail_runs_on_sigterm
+    from hybridwbc.tracking import sigterm_fails_runs
 
-    old = fail_runs_on_sigterm()  # a run stopped from outside ends FAILED in MLflow, not RUNNING
     try:
-        out = run_experiment(cfg, hc.runtime.output_dir, experiment, choices, command)
+        with sigterm_fails_runs():  # a run stopped from outside ends FAILED in MLflow, not RUNNING
+            out = run_experiment(cfg, hc.runtime.output_dir, experiment, choices, command)
     except HybridWBCError as exc:
         sys.exit(print_error(exc))
-    finally:
-        if old is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, old)
     return out["metrics"].get("balanced_accuracy")
 
 

@@ -18,6 +18,7 @@ model-training view, not the GenAI one), each run logs its data as an MLflow dat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -25,8 +26,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Tracker", "fail_runs_on_sigterm", "RunTerminated", "flatten", "run_name", "dataset_name",
-           "quiet_third_party", "OnceFilter", "EXPERIMENT_KIND_TAG", "EXPERIMENT_KIND", "UI_QUERY",
+__all__ = ["Tracker", "fail_runs_on_sigterm", "sigterm_fails_runs", "RunTerminated", "flatten", "run_name",
+           "dataset_name", "quiet_third_party", "OnceFilter", "EXPERIMENT_KIND_TAG", "EXPERIMENT_KIND", "UI_QUERY",
            "ensure_experiment", "open_sweep", "close_sweep", "SWEEP_ENV"]
 
 log = logging.getLogger(__name__)
@@ -181,31 +182,57 @@ class Tracker:
             run = mlflow.start_run(experiment_id=self._parent._experiment_id, run_name=self.run_name, nested=True)
             self._experiment_id = self._parent._experiment_id
             self.run_id = run.info.run_id
-            mlflow.set_tag("parent_run_id", self._parent.run_id)
-            if self._parent._dataset is not None:  # each method's run shows the data it was evaluated on
-                self.log_dataset(*self._parent._dataset)
+            with self._failing_on_error():
+                mlflow.set_tag("parent_run_id", self._parent.run_id)
+                if self._parent._dataset is not None:  # each method's run shows the data it was evaluated on
+                    self.log_dataset(*self._parent._dataset)
             return self
         exp_id = ensure_experiment(self.uri, self.experiment, self.artifact_root)
         self._experiment_id = exp_id
         sweep = sweep_context(self.experiment)
         run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name, parent_run_id=sweep.get("parent"))
         self.run_id = run.info.run_id
-        if sweep:
-            mlflow.set_tags({"sweep.id": sweep["id"], "sweep.launcher": sweep["launcher"]})
+        with self._failing_on_error():
+            if sweep:
+                mlflow.set_tags({"sweep.id": sweep["id"], "sweep.launcher": sweep["launcher"]})
         log.debug("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.uri)
         return self
+
+    @contextlib.contextmanager
+    def _failing_on_error(self):
+        """Inside ``__enter__``, after the run started: an error (or a signal) there ends this run FAILED before
+        it propagates, since ``__exit__`` is not called when ``__enter__`` raises."""
+        try:
+            yield
+        except BaseException as exc:
+            self._end(exc)
+            raise
+
+    def _end(self, exc: BaseException | None) -> None:
+        """End this tracker's own run (by its id): ``FAILED`` with the error when ``exc`` is given, else
+        ``FINISHED``. A nested run still open above it (one whose ``__enter__`` or ``__exit__`` was cut short)
+        is ended ``FAILED`` first, so the status lands on this run and not on whichever run is active."""
+        mlflow = self._mlflow
+        client = mlflow.MlflowClient()
+        status = "FINISHED"
+        if exc is not None:
+            status = "FAILED"
+            client.set_tag(self.run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+            client.log_text(self.run_id, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                            "error.txt")
+        active = mlflow.active_run()
+        while active is not None and active.info.run_id != self.run_id:
+            mlflow.end_run(status="FAILED")
+            active = mlflow.active_run()
+        if active is not None:
+            mlflow.end_run(status=status)
+        else:  # no longer on the fluent stack: set the status by id
+            client.set_terminated(self.run_id, status=status)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if not self.enabled or self._mlflow is None:
             return False
-        mlflow = self._mlflow
-        if exc is not None:
-            message = f"{type(exc).__name__}: {exc}"
-            mlflow.set_tag("error", message[:5000])
-            mlflow.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
-            mlflow.end_run(status="FAILED")
-        else:
-            mlflow.end_run(status="FINISHED")
+        self._end(exc)
         return False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -313,6 +340,21 @@ def fail_runs_on_sigterm():
 
     signal.signal(signal.SIGTERM, _terminated)
     return old
+
+
+@contextlib.contextmanager
+def sigterm_fails_runs():
+    """Context manager around a command: :func:`fail_runs_on_sigterm` inside it, the previous SIGTERM handler
+    restored after it. Every entry point that may open a run (``hybridwbc.run`` and the
+    :func:`~hybridwbc.cli.run_cli` commands: ``analyze``, ``predict``, ``verify``, ...) runs inside it."""
+    import signal
+
+    old = fail_runs_on_sigterm()
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: str) -> str:

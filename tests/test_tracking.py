@@ -197,3 +197,65 @@ def test_the_run_entry_point_fails_its_runs_on_sigterm_and_restores_the_handler(
     run_module.main()  # Hydra composes the default config and calls the (faked) experiment once
     assert len(seen) == 1 and callable(seen[0]) and seen[0] not in (signal.SIG_DFL, signal.SIG_IGN)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_child_cut_short_while_starting_ends_failed_and_so_does_its_parent(tmp_path, monkeypatch):
+    """A signal or error inside a nested run's ``__enter__`` (after MLflow started it) skips its ``__exit__``:
+    the child must still end FAILED, and the parent's status must land on the parent, not on the child."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    table = pd.DataFrame({"path": ["a.png"], "label": ["a"]})
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(self.run_name)
+        if self.is_child:
+            raise KeyboardInterrupt("stopped while the child was starting")
+
+    monkeypatch.setattr(Tracker, "log_dataset", interrupted)
+    parent = Tracker(True, uri, str(tmp_path / "art"), "x", "x · 1 method · seed 0")
+    child = parent.child("x · svm · seed 0")
+    with pytest.raises(KeyboardInterrupt, match="while the child was starting"):
+        with parent:
+            parent._dataset = (table, "d", tmp_path, "ff", "training")
+            with child:
+                pass
+    assert calls == ["x · svm · seed 0"]
+    client = _client(uri)
+    for run_id in (parent.run_id, child.run_id):
+        run = client.get_run(run_id)
+        assert run.info.status == "FAILED"
+        assert run.data.tags["error"] == "KeyboardInterrupt: stopped while the child was starting"
+
+
+def test_a_nested_run_left_open_does_not_take_its_parents_status(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with Tracker(True, uri, str(tmp_path / "art"), "x", "x · svm · seed 0") as t:
+        stray = mlflow.start_run(nested=True).info.run_id  # e.g. a library's run never ended
+    client = _client(uri)
+    assert client.get_run(stray).info.status == "FAILED"
+    assert client.get_run(t.run_id).info.status == "FINISHED"
+    assert mlflow.active_run() is None
+
+
+def test_every_cli_command_fails_its_runs_on_sigterm_and_restores_the_handler():
+    """``analyze``, ``predict``, ``verify`` and the other ``run_cli`` commands open MLflow runs too: SIGTERM
+    inside one becomes RunTerminated (exit status 143), and the handler is put back afterwards."""
+    import signal
+
+    from hybridwbc.cli import run_cli
+    from hybridwbc.tracking import RunTerminated
+
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    seen = []
+
+    def command():
+        seen.append(signal.getsignal(signal.SIGTERM))
+        signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(RunTerminated, match="terminated by SIGTERM") as info:
+        run_cli(command)
+    assert info.value.code == 143
+    assert callable(seen[0]) and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert run_cli(lambda: None) == 0 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
