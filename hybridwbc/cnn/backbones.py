@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from hybridwbc.errors import ConfigError
 
-__all__ = ["BackboneSpec", "BACKBONES", "POOLINGS", "PRECISIONS", "validate_backbone", "resolve_precision",
-           "weights_identity"]
+__all__ = ["BackboneSpec", "BACKBONES", "POOLINGS", "PRECISIONS", "validate_backbone", "validate_progressive",
+           "resolve_precision", "weights_identity"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,37 @@ def validate_backbone(name: str, input_size: int, pooling: str = "avg", params: 
         raise ConfigError(
             f"Unknown pooling {pooling!r}. Expected one of {list(POOLINGS)}; received pooling={pooling!r}.")
     return spec
+
+
+def validate_progressive(name: str, input_size: int, pooling: str, params: dict | None, progressive_size,
+                         progressive_epochs, epochs: int) -> None:
+    """Check the progressive-resizing settings (``backbone.progressive_size``, ``backbone.progressive_epochs``):
+    off (``progressive_size=None`` with no progressive epochs), or a side the backbone accepts, smaller than
+    ``input_size``, for at least one and fewer than ``epochs`` epochs.
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting, what it must be and the fix.
+    """
+    if progressive_size is None:
+        if int(progressive_epochs or 0):
+            raise ConfigError(f"progressive_epochs={progressive_epochs} needs progressive_size (the smaller "
+                              "image side of those epochs). Fix: set backbone.progressive_size, e.g. 64, or "
+                              "backbone.progressive_epochs=0.")
+        return
+    try:
+        validate_backbone(name, progressive_size, pooling, params)
+    except ConfigError as exc:
+        raise ConfigError(f"progressive_size {progressive_size} is too small for this backbone: {exc} "
+                          "Fix: a larger progressive_size, or progressive_size=null (off).") from None
+    if not int(progressive_size) < int(input_size):
+        raise ConfigError(f"progressive_size must be smaller than input_size ({input_size}); received "
+                          f"{progressive_size}. Fix: a smaller side, or progressive_size=null (off).")
+    if not 1 <= int(progressive_epochs) < int(epochs):
+        raise ConfigError(f"progressive_epochs must be at least 1 and fewer than epochs ({epochs}); received "
+                          f"{progressive_epochs}. Fix: set backbone.progressive_epochs below backbone.epochs "
+                          "(some epochs must run at input_size), or backbone.progressive_size=null (off).")
 
 
 def weights_identity(weights):

@@ -1,4 +1,4 @@
-"""The CNN classifier that reads image files (and the path-column helpers its kin share).
+"""The CNN classifier that reads image files.
 
 Both are scikit-learn classifiers whose ``X`` holds image paths (``(n, 1)``
 object array, column 0), so :func:`hybridwbc.evaluate.predict_out_of_sample`
@@ -29,7 +29,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from hybridwbc.cnn.augment import augmentation_changes, augmentation_options
-from hybridwbc.cnn.backbones import resolve_precision, validate_backbone, weights_identity
+from hybridwbc.cnn.backbones import resolve_precision, validate_backbone, validate_progressive, weights_identity
+from hybridwbc.cnn.paths import PathInputTags, split_paths
 from hybridwbc.cnn.training import (
     carry_over,
     compile_model,
@@ -42,57 +43,11 @@ from hybridwbc.cnn.training import (
 from hybridwbc.errors import ConfigError, ImageReadError
 from hybridwbc.models.parts import WBCEstimator
 
-__all__ = ["CNNClassifier", "PathInputTags", "split_paths"]
+__all__ = ["CNNClassifier"]
 
 log = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("cosine", "plateau", "constant")
-
-
-def split_paths(X) -> tuple[list[str], np.ndarray]:
-    """Split ``X`` into image paths (column 0) and the remaining float columns.
-
-    Parameters
-    ----------
-    X : array-like of shape (n, 1 + n_extra)
-        Image paths in column 0 (``classifier.input: paths`` or ``paths_features``).
-        A 1-D sequence of paths is accepted too.
-
-    Returns
-    -------
-    paths : list of str
-    extra : ndarray of shape (n, n_extra), dtype float64
-
-    Raises
-    ------
-    ValueError
-        If column 0 does not hold strings (e.g. a feature table was passed).
-    """
-    X = np.asarray(X, dtype=object)
-    if X.ndim == 1:
-        X = X.reshape(-1, 1)
-    if X.ndim != 2 or X.shape[1] < 1:
-        raise ValueError(f"X must be a (n, 1 + n_extra) array with image paths in column 0; received shape {X.shape}.")
-    col = X[:, 0]
-    if len(col) and not all(isinstance(p, (str, os.PathLike)) for p in col):
-        raise ValueError(
-            "Column 0 of X must hold image file paths (classifier.input: paths or paths_features); received "
-            f"{type(col[0]).__name__} values. Fix: set classifier.input to paths for CNN classifiers."
-        )
-    paths = [os.fsdecode(p) for p in col]
-    extra = np.asarray(X[:, 1:], dtype=np.float64) if X.shape[1] > 1 else np.empty((len(paths), 0))
-    return paths, extra
-
-
-class PathInputTags:
-    """scikit-learn tags of estimators whose ``X`` holds image paths (strings) and that train a CNN."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.non_deterministic = True
-        return tags
 
 
 class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator):
@@ -248,7 +203,8 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             raise ConfigError("backbone.freeze=true keeps the backbone's starting weights, but backbone.weights is "
                               "null (random). Fix: give a pretrained file, backbone.weights=<file>.weights.h5 "
                               "(make pretrain), or set backbone.freeze=false.")
-        self._validate_progressive()
+        validate_progressive(self.backbone, self.input_size, self.pooling, self.backbone_params,
+                             self.progressive_size, self.progressive_epochs, self.epochs)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"Unknown lr_schedule {self.lr_schedule!r}. Expected one of {list(LR_SCHEDULES)}.")
         if not 0.0 <= float(self.validation_fraction) < 0.5:
@@ -257,26 +213,6 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
             raise ConfigError(f"epochs and batch_size must be at least 1; received {self.epochs}, {self.batch_size}.")
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"class_weight must be 'balanced' or null; received {self.class_weight!r}.")
-
-    def _validate_progressive(self) -> None:
-        if self.progressive_size is None:
-            if int(self.progressive_epochs or 0):
-                raise ConfigError(f"progressive_epochs={self.progressive_epochs} needs progressive_size (the smaller "
-                                  "image side of those epochs). Fix: set backbone.progressive_size, e.g. 64, or "
-                                  "backbone.progressive_epochs=0.")
-            return
-        try:
-            validate_backbone(self.backbone, self.progressive_size, self.pooling, self.backbone_params)
-        except ConfigError as exc:
-            raise ConfigError(f"progressive_size {self.progressive_size} is too small for this backbone: {exc} "
-                              "Fix: a larger progressive_size, or progressive_size=null (off).") from None
-        if not int(self.progressive_size) < int(self.input_size):
-            raise ConfigError(f"progressive_size must be smaller than input_size ({self.input_size}); received "
-                              f"{self.progressive_size}. Fix: a smaller side, or progressive_size=null (off).")
-        if not 1 <= int(self.progressive_epochs) < int(self.epochs):
-            raise ConfigError(f"progressive_epochs must be at least 1 and fewer than epochs ({self.epochs}); received "
-                              f"{self.progressive_epochs}. Fix: set backbone.progressive_epochs below backbone.epochs "
-                              "(some epochs must run at input_size), or backbone.progressive_size=null (off).")
 
     # ------------------------------------------------------------------ training
     def build_model(self, n_classes: int, input_size: int | None = None):
@@ -325,16 +261,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
 
         self.validate()
         t0 = time.perf_counter()
-        paths, _ = split_paths(X)
-        y = np.asarray(y, dtype=object)
-        if len(paths) != len(y):
-            raise ValueError(f"X has {len(paths)} rows but y has {len(y)}.")
-        if groups is not None and len(groups) != len(y):
-            raise ValueError(f"groups has {len(groups)} entries but X has {len(y)} rows.")
-        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
-        if len(self.classes_) < 2:
-            raise ValueError(f"CNNClassifier needs at least two classes; received {list(self.classes_)}.")
-        yi = np.searchsorted(self.classes_.astype(str), y.astype(str)).astype(np.int64)
+        paths, y, yi = self._fit_input(X, y, groups)
         keras.utils.set_random_seed(int(self.random_state))
         if self.deterministic:
             import tensorflow as tf
@@ -349,6 +276,40 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         if self._load_cached_model(model_key):
             self.fit_seconds_ = time.perf_counter() - t0
             return self
+        first, mon = self._train(paths, yi, val_groups)
+        # the kept weights are the best full-size epoch's
+        self.best_epoch_ = first + int(np.nanargmin(mon)) + 1 if mon else 0
+        self.n_embed_ = int(self.model_.get_layer("embedding").output.shape[-1])
+        self.n_features_in_ = 1
+        self.fit_seconds_ = time.perf_counter() - t0
+        if model_key is not None:
+            state = {k: getattr(self, k) for k in self._STATE}
+            state["classes_"] = [str(c) for c in self.classes_]
+            store_trained(self._model_dir(model_key), self.model_, state)
+        if self.verbose:
+            va_txt = (f", inference-mode validation accuracy {self.val_accuracy_:.4f}"
+                      if self.val_accuracy_ is not None else "")
+            print(f"[cnn] kept epoch {self.best_epoch_} of {first + len(mon)}{va_txt}; "
+                  f"trained in {self.fit_seconds_:.0f} s", flush=True)
+        return self
+
+    def _fit_input(self, X, y, groups):
+        """Check ``fit``'s arguments and set ``classes_``; returns the paths, ``y`` and its class indices."""
+        paths, _ = split_paths(X)
+        y = np.asarray(y, dtype=object)
+        if len(paths) != len(y):
+            raise ValueError(f"X has {len(paths)} rows but y has {len(y)}.")
+        if groups is not None and len(groups) != len(y):
+            raise ValueError(f"groups has {len(groups)} entries but X has {len(y)} rows.")
+        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
+        if len(self.classes_) < 2:
+            raise ValueError(f"CNNClassifier needs at least two classes; received {list(self.classes_)}.")
+        return paths, y, np.searchsorted(self.classes_.astype(str), y.astype(str)).astype(np.int64)
+
+    def _train(self, paths, yi, val_groups):
+        """Keras training (no cache): the validation split, class weights, the low-resolution epochs of
+        progressive resizing if set, then the epochs at ``input_size``. Sets ``model_`` (the kept weights) and
+        ``class_weights_``; returns the number of low-resolution epochs and the monitored values of the rest."""
         if float(self.validation_fraction) > 0:
             tr, va = validation_split(yi, val_groups, float(self.validation_fraction), int(self.random_state))
         else:
@@ -377,22 +338,7 @@ class CNNClassifier(PathInputTags, WBCEstimator, ClassifierMixin, BaseEstimator)
         has_val = fit_model(self, model, paths, yi, tr, va, cw, steps, initial_epoch=first)
         self.model_ = model
         self._set_embedder()
-        # the kept weights are the best full-size epoch's
-        mon = self.history_.get("val_loss" if has_val else "loss", [])[first:]
-        self.best_epoch_ = first + int(np.nanargmin(mon)) + 1 if mon else 0
-        self.n_embed_ = int(model.get_layer("embedding").output.shape[-1])
-        self.n_features_in_ = 1
-        self.fit_seconds_ = time.perf_counter() - t0
-        if model_key is not None:
-            state = {k: getattr(self, k) for k in self._STATE}
-            state["classes_"] = [str(c) for c in self.classes_]
-            store_trained(self._model_dir(model_key), self.model_, state)
-        if self.verbose:
-            va_txt = (f", inference-mode validation accuracy {self.val_accuracy_:.4f}"
-                      if self.val_accuracy_ is not None else "")
-            print(f"[cnn] kept epoch {self.best_epoch_} of {first + len(mon)}{va_txt}; "
-                  f"trained in {self.fit_seconds_:.0f} s", flush=True)
-        return self
+        return first, self.history_.get("val_loss" if has_val else "loss", [])[first:]
 
     def trained_cnn(self):
         """This CNN once fitted, else ``None``."""

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from hybridwbc.cnn.estimators import PathInputTags, split_paths
+from hybridwbc.cnn.paths import PathInputTags, split_paths
 from hybridwbc.errors import ConfigError
 from hybridwbc.models.parts import WBCEstimator, check_crossfit, fit_with_groups, grouped_folds
 

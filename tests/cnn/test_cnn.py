@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from hybridwbc.cnn.backbones import BACKBONES, validate_backbone
-from hybridwbc.cnn.estimators import CNNClassifier, split_paths
+from hybridwbc.cnn.estimators import CNNClassifier
 from hybridwbc.cnn.heads import EmbeddingClassifier
+from hybridwbc.cnn.paths import split_paths
 from hybridwbc.errors import ConfigError, ImageReadError, WeightsUnavailableError
 
 TINY = dict(input_size=32, backbone_params={"depth": 2, "width": 8}, epochs=1, batch_size=8,

@@ -15,8 +15,9 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
 from hybridwbc.cnn.embed import EmbeddingResult
-from hybridwbc.cnn.estimators import CNNClassifier, split_paths
+from hybridwbc.cnn.estimators import CNNClassifier
 from hybridwbc.cnn.heads import EmbeddingClassifier
+from hybridwbc.cnn.paths import split_paths
 from hybridwbc.errors import ConfigError
 
 TINY = dict(input_size=32, backbone_params={"depth": 2, "width": 8}, epochs=1, batch_size=8,
