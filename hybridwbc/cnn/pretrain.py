@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridwbc.data.atomic import atomic_path, write_text_atomic
 from hybridwbc.data.manifest import file_sha256
 from hybridwbc.errors import ConfigError, LeakageError, WeightsUnavailableError
 
@@ -75,21 +76,9 @@ def export_weights(model, path: str | os.PathLike) -> str:
     if not path.name.endswith(".weights.h5"):
         raise ConfigError(f"Backbone weights file {str(path)!r} must end in '.weights.h5' (Keras' suffix); "
                           "fix pretrain.name or the path.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.{os.getpid()}.tmp.weights.h5")
-    try:
+    with atomic_path(path) as tmp:  # keeps the '.weights.h5' suffix Keras requires
         inner_backbone(model).save_weights(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return file_sha256(path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def sidecar(weights: str | os.PathLike) -> Path:
@@ -194,7 +183,7 @@ def _record(cfg, est, weights: Path, sha: str, data, manifest, run_id, command: 
     from hybridwbc.config import code_version
 
     listing = weights.with_name(weights.name.removesuffix(".weights.h5") + ".images.txt")
-    _atomic_text(listing, "\n".join(sorted(set(manifest["sha256"].astype(str)))) + "\n")
+    write_text_atomic(listing, "\n".join(sorted(set(manifest["sha256"].astype(str)))) + "\n")
     info = {"version": PRETRAIN_VERSION, "file": weights.name, "sha256": sha, "images": listing.name,
             "backbone": est.backbone, "input_size": int(est.input_size), "pooling": est.pooling,
             "backbone_params": dict(est.backbone_params or {}), "data": str(cfg.data.name),
@@ -203,7 +192,7 @@ def _record(cfg, est, weights: Path, sha: str, data, manifest, run_id, command: 
             "best_epoch": est.best_epoch_, "epochs": int(est.epochs), "fit_seconds": round(est.fit_seconds_, 1),
             "augmentation": est.augmentation if isinstance(est.augmentation, dict) else None,
             "mlflow_run_id": run_id, "command": command, "code_version": code_version()}
-    _atomic_text(sidecar(weights), json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(sidecar(weights), json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
     return info
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from hybridwbc.cnn.augment import augmentation_options
 from hybridwbc.cnn.images import augment_microscopy, image_dataset, unreadable_reason
+from hybridwbc.data.atomic import atomic_path
 
 __all__ = ["validation_split", "compile_model", "fit_model", "bn_layers", "recalibrate_batchnorm", "validate_model",
            "compiled_steps", "EpochLog", "TRAINING_VERSION", "carry_over",
@@ -416,12 +417,10 @@ def store_trained(folder: Path, model, state: dict) -> None:
     """Store a trained model and its fitted state in ``folder``, atomically (kept if it already exists)."""
     if folder.is_dir():
         return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     try:
-        model.save(tmp / "cnn.keras")
-        (tmp / "state.json").write_text(json.dumps(state, default=float))
-        os.replace(tmp, folder)
-    except OSError as exc:
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            model.save(tmp / "cnn.keras")
+            (tmp / "state.json").write_text(json.dumps(state, default=float))
+    except OSError as exc:  # e.g. another process stored the same model first
         log.warning("Could not store the trained CNN in the cache (%s).", exc)
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from hybridwbc.data.atomic import atomic_path
 from hybridwbc.data.manifest import MANIFEST_COLUMNS, file_sha256
 from hybridwbc.errors import DataLayoutError, ImageReadError
 
@@ -62,10 +63,9 @@ def _cell_box(cell) -> tuple:
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cv2.imwrite failed for {tmp}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cv2.imwrite failed for {tmp}")
 
 
 def _field_cells(image, boxes, segmenter, min_iou: float) -> list:

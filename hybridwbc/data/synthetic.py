@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from hybridwbc.data.atomic import atomic_path
+
 __all__ = ["CellProfile", "SyntheticCell", "PROFILES", "profile_for", "draw_cell", "generate_dataset"]
 
 
@@ -298,15 +300,12 @@ def generate_dataset(
             cell = draw_cell(rng, profile, size=size, background=background,
                              colour_shift=subj_shift.get(subject, (0.0, 0.0, 0.0)))
             rel = f"{label}/{subject or 'img'}_{i:04d}.png"
-            tmp = root / (rel + ".tmp.png")
-            Image.fromarray(cell.image).save(tmp)
-            os.replace(tmp, root / rel)
+            with atomic_path(root / rel) as tmp:
+                Image.fromarray(cell.image).save(tmp)
             rows.append({"path": rel, "label": label, "subject": subject})
-    tmp = root / "manifest.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(manifest) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["path", "label", "subject"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, manifest)
     stamp.write_text(settings)
     return manifest

@@ -3,17 +3,18 @@
 Layout: ``<root>/<settings key>/<hash[:2]>/<hash>.npy`` for a vector, or
 ``<hash>.skip`` (a one-line reason) for an image that yielded no features.
 Every entry is written to a temporary file in the same folder and moved into
-place with :func:`os.replace`, which is atomic on POSIX: an interrupted run
+place (:func:`hybridwbc.data.atomic.atomic_path`), which is atomic on POSIX: an interrupted run
 leaves either a whole entry or none, and a rerun resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from hybridwbc.data.atomic import atomic_path
 
 __all__ = ["FeatureCache"]
 
@@ -59,17 +60,8 @@ class FeatureCache:
         return None
 
     def _atomic_write(self, target: Path, write) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{os.getpid()}-", suffix=target.suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target, fsync=True) as tmp, open(tmp, "wb") as fh:
+            write(fh)
 
     def put(self, sha: str, vector: np.ndarray) -> None:
         """Store a vector atomically (``float64``, shape ``(n_features,)``)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridwbc.data.atomic import atomic_path
 from hybridwbc.features.base import ImageFeaturizer
 
 __all__ = ["PreprocessedFeaturizer"]
@@ -72,11 +73,8 @@ class PreprocessedFeaturizer(ImageFeaturizer):
         """Write the normalised ``image`` ((H, W, 3) uint8) to ``path`` as a lossless PNG (atomically); ``path``."""
         from PIL import Image
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        Image.fromarray(self.normalise(image)).save(tmp, format="PNG", compress_level=1)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(self.normalise(image)).save(tmp, format="PNG", compress_level=1)
         return str(path)
 
     def normalised_files(self, paths, shas, folder: str | os.PathLike,

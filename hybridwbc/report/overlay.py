@@ -13,6 +13,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
+from hybridwbc.data.atomic import atomic_path
 from hybridwbc.segment.colour import as_rgb_uint8
 
 __all__ = ["NUCLEUS_COLOUR", "CYTOPLASM_COLOUR", "draw_overlay", "overlay_grid", "heatmap_overlay", "mass_share",
@@ -190,10 +191,8 @@ def overlay_grid(
         fig.suptitle(title)
     fig.tight_layout()
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=80, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     return path
 
 

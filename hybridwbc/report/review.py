@@ -17,6 +17,7 @@ import math
 import os
 from pathlib import Path
 
+from hybridwbc.data.atomic import atomic_path
 from hybridwbc.report.geojson import class_colour
 
 __all__ = ["write_review", "NOT_WBC"]
@@ -213,8 +214,7 @@ def write_review(path: str | os.PathLike, classes, samples, cells, fields: list,
     colours = {o: _hex(class_colour(o, classes)) for o in ["uncertain", *classes, NOT_WBC]}
     legend = " ".join(f"<span style='color:{v}'>■ {html.escape(k)}</span>" for k, v in colours.items())
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         out.write("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
                   + _CSS + "</style></head><body>"
                   + f"<h1>{html.escape(title)}</h1><div id='bar'><button id='download'>Download corrections</button> "
@@ -226,5 +226,4 @@ def write_review(path: str | os.PathLike, classes, samples, cells, fields: list,
         _write_fields(out, fields, cells, classes)
         out.write("<script type='application/json' id='colours'>" + json.dumps(colours).replace("</", "<\\/")
                   + "</script><script>" + _JS + "</script></body></html>")
-    os.replace(tmp, path)
     return path

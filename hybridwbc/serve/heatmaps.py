@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from hybridwbc.data.atomic import atomic_path
 from hybridwbc.errors import ConfigError
 from hybridwbc.models.parts import trained_cnn
 
@@ -133,8 +134,7 @@ def write_heatmaps(model, frame, folder) -> list[str]:
             out.append("")
             continue
         target = folder / _file_name(i, path)
-        tmp = target.with_name(target.name + ".tmp.png")
-        Image.fromarray(_overlay(cnn, segment, image, label, known)).save(tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            Image.fromarray(_overlay(cnn, segment, image, label, known)).save(tmp, format="PNG")
         out.append(str(target))
     return out

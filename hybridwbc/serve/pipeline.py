@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from hybridwbc.data.atomic import atomic_path
 from hybridwbc.data.manifest import file_sha256
 from hybridwbc.errors import ConfigError, ModelLoadError, PartialPredictionError
 from hybridwbc.features.base import jsonable
@@ -291,9 +292,8 @@ class WBCPipeline:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         model_path = folder / MODEL_FILE
-        tmp = folder / (MODEL_FILE + ".tmp")
-        joblib.dump(self, tmp)
-        os.replace(tmp, model_path)
+        with atomic_path(model_path) as tmp:
+            joblib.dump(self, tmp)
         files = {MODEL_FILE: file_sha256(model_path)}  # the domain, if any, is pickled in it
         cnn = trained_cnn(self.estimator)
         if cnn is not None:

@@ -40,6 +40,7 @@ import sys
 from pathlib import Path
 
 from hybridwbc.cli import run_cli
+from hybridwbc.data.atomic import atomic_path
 from hybridwbc.errors import ConfigError, DataLayoutError
 
 __all__ = ["main", "collect_inputs", "collect_rows", "load_model", "parse_args", "predict"]
@@ -274,10 +275,9 @@ def predict(model: str, input: str, output: str, n_jobs: int | None = None, min_
         from hybridwbc.serve.heatmaps import write_heatmaps
 
         df["heatmap"] = write_heatmaps(obj, df, out.with_name(out.stem + "_heatmaps"))
-    tmp = out.with_name(out.name + ".tmp")
     shown = df.assign(path=df["path"].map(display_path))
-    shown.to_csv(tmp, index=False, encoding="utf-8", errors="backslashreplace")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        shown.to_csv(tmp, index=False, encoding="utf-8", errors="backslashreplace")
     n_err = int((df["status"] == "error").sum())
     n_ood = int((df["status"] == OUT_OF_DOMAIN).sum())
     n_unc = int(((df["label"] == UNCERTAIN) & (df["status"] == "ok")).sum()) if min_confidence > 0 else 0
