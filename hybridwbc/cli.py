@@ -15,7 +15,7 @@ from typing import Callable
 
 from hybridwbc.errors import HybridWBCError
 
-__all__ = ["print_error", "run_cli"]
+__all__ = ["print_error", "run_cli", "parse_key_values"]
 
 
 def print_error(message) -> int:
@@ -40,3 +40,33 @@ def run_cli(command: Callable[[], int | None], *also: type[BaseException]) -> in
     except (HybridWBCError, *also) as exc:
         return print_error(exc)
     return 0 if status is None else int(status)
+
+
+def parse_key_values(argv: list[str], keys: set[str], required: set[str], usage: str, doc: str | None = None,
+                     ) -> dict[str, str]:
+    """Parse ``key=value`` command-line arguments (``predict``, ``analyze``, ``verify``, ``compose``, the Spark
+    scorer) into a dict of strings; ``-h`` or ``--help`` prints ``doc`` and exits with status 0.
+
+    Raises
+    ------
+    ConfigError
+        On an argument without ``=``, a key not in ``keys``, or a missing ``required`` key; the message names
+        the argument and the expected keys and ends with ``usage``.
+    """
+    from hybridwbc.errors import ConfigError
+
+    args: dict[str, str] = {}
+    for a in argv:
+        if a in ("-h", "--help"):
+            print(doc or usage)
+            raise SystemExit(0)
+        k, sep, v = a.partition("=")
+        if not sep:
+            raise ConfigError(f"Argument {a!r} is not key=value (keys: {sorted(keys)}). {usage}")
+        if k not in keys:
+            raise ConfigError(f"Unknown argument {k!r}: it is not one of {sorted(keys)}. {usage}")
+        args[k] = v
+    missing = required - set(args)
+    if missing:
+        raise ConfigError(f"Missing argument(s) {sorted(missing)}. {usage}")
+    return args

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hybridwbc.cli import run_cli
+from hybridwbc.cli import parse_key_values, run_cli
 from hybridwbc.errors import ConfigError, DataLayoutError
 
 __all__ = ["spark_session", "model_uri", "output_schema", "score_table", "main"]
@@ -151,18 +151,7 @@ def parse_args(argv: list[str]) -> dict:
     ConfigError
         On an unknown key, a missing required key, or an argument without ``=``.
     """
-    args: dict = {}
-    for a in argv:
-        if a in ("-h", "--help"):
-            print(__doc__)
-            raise SystemExit(0)
-        k, sep, v = a.partition("=")
-        if not sep or k not in _KEYS:
-            raise ConfigError(f"Argument {a!r} is not one of {sorted(_KEYS)} as key=value. {USAGE}")
-        args[k] = v
-    missing = {"model", "input", "output"} - set(args)
-    if missing:
-        raise ConfigError(f"Missing argument(s) {sorted(missing)}. {USAGE}")
+    args: dict = parse_key_values(argv, _KEYS, {"model", "input", "output"}, USAGE, __doc__)
     if "partitions" in args:
         args["partitions"] = int(args["partitions"]) if args["partitions"].isdigit() else -1
         if args["partitions"] < 0:

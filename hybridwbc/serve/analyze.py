@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from hybridwbc.cli import run_cli
+from hybridwbc.cli import parse_key_values, run_cli
 from hybridwbc.errors import ConfigError
 
 __all__ = ["main", "parse_args", "analyze", "collect_fields", "model_classes", "CELL_COLUMNS"]
@@ -74,20 +74,7 @@ def parse_args(argv: list[str]) -> dict:
     """
     from hybridwbc.serve.predict import parse_args as predict_args
 
-    args: dict = {}
-    for a in argv:
-        if a in ("-h", "--help"):
-            print(__doc__)
-            raise SystemExit(0)
-        if "=" not in a:
-            raise ConfigError(f"Argument {a!r} is not key=value. {USAGE}")
-        k, v = a.split("=", 1)
-        if k not in _KEYS:
-            raise ConfigError(f"Unknown argument {k!r}. Expected one of {sorted(_KEYS)}. {USAGE}")
-        args[k] = v
-    missing = {"model", "input", "output"} - set(args)
-    if missing:
-        raise ConfigError(f"Missing argument(s) {sorted(missing)}. {USAGE}")
+    args: dict = parse_key_values(argv, _KEYS, {"model", "input", "output"}, USAGE, __doc__)
     base = {k: args.pop(k) for k in ("model", "input", "output", "n_jobs", "min_confidence", "max_pixels", "explain")
             if k in args}
     base = predict_args([f"{k}={v}" for k, v in base.items()])

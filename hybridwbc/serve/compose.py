@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hybridwbc.cli import run_cli
+from hybridwbc.cli import parse_key_values, run_cli
 from hybridwbc.errors import ConfigError
 
 __all__ = ["compose_head", "parse_args", "main"]
@@ -103,35 +103,23 @@ def write_composed_card(output_dir, parts: dict) -> Path:
 
 
 def parse_args(argv) -> dict | None:
-    """``cascade=``, ``head=`` and ``output=`` from ``key=value`` arguments; ``None`` after ``--help``.
+    """``cascade=``, ``head=`` and ``output=`` from ``key=value`` arguments (``--help`` prints the usage and
+    exits with status 0).
 
     Raises
     ------
     ConfigError
         On an unknown or malformed argument, or a missing one.
     """
-    args = {}
-    for a in argv:
-        if a in ("-h", "--help"):
-            print(__doc__)
-            return None
-        k, sep, v = a.partition("=")
-        if not sep or k not in _KEYS:
-            raise ConfigError(f"Unknown argument {a!r}. Expected cascade=, head= and output=. {USAGE}")
-        args[k] = v
-    missing = sorted(_KEYS - set(args))
-    if missing:
-        raise ConfigError(f"Missing {', '.join(m + '=' for m in missing)}. {USAGE}")
-    return args
+    return parse_key_values(list(argv), _KEYS, set(_KEYS), USAGE, __doc__)
 
 
 def main(argv=None) -> int:
     """Command-line entry point (``python -m hybridwbc.compose``); returns the exit status."""
     def command():
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        if args is not None:
-            out = compose_head(args["cascade"], args["head"], args["output"])
-            print(f"hybridwbc: wrote {out} (cascade {args['cascade']} + head {args['head']})")
+        out = compose_head(args["cascade"], args["head"], args["output"])
+        print(f"hybridwbc: wrote {out} (cascade {args['cascade']} + head {args['head']})")
 
     return run_cli(command)
 

@@ -39,7 +39,7 @@ import re
 import sys
 from pathlib import Path
 
-from hybridwbc.cli import run_cli
+from hybridwbc.cli import parse_key_values, run_cli
 from hybridwbc.data.atomic import atomic_path
 from hybridwbc.errors import ConfigError, DataLayoutError
 
@@ -59,20 +59,7 @@ def parse_args(argv: list[str]) -> dict:
     ConfigError
         On an unknown key, a missing required key, or an argument without ``=``.
     """
-    args: dict[str, str] = {}
-    for a in argv:
-        if a in ("-h", "--help"):
-            print(__doc__)
-            raise SystemExit(0)
-        if "=" not in a:
-            raise ConfigError(f"Argument {a!r} is not key=value. {USAGE}")
-        k, v = a.split("=", 1)
-        if k not in _KEYS:
-            raise ConfigError(f"Unknown argument {k!r}. Expected one of {sorted(_KEYS)}. {USAGE}")
-        args[k] = v
-    missing = {"model", "input", "output"} - set(args)
-    if missing:
-        raise ConfigError(f"Missing argument(s) {sorted(missing)}. {USAGE}")
+    args = parse_key_values(argv, _KEYS, {"model", "input", "output"}, USAGE, __doc__)
     from hybridwbc.serve.pipeline import check_max_pixels, check_min_confidence
     from hybridwbc.serve.workers import resolve_n_jobs
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hybridwbc.cli import run_cli
+from hybridwbc.cli import parse_key_values, run_cli
 from hybridwbc.errors import ConfigError, DataLayoutError
 
 __all__ = ["main", "verify", "parse_args"]
@@ -36,16 +36,7 @@ def parse_args(argv: list[str]) -> dict:
     ConfigError
         On an argument without ``=``, an unknown or missing key, or a bad number.
     """
-    args: dict = {}
-    for a in argv:
-        if "=" not in a:
-            raise ConfigError(f"Argument {a!r} is not key=value. {USAGE}")
-        k, v = a.split("=", 1)
-        if k not in _KEYS:
-            raise ConfigError(f"Unknown argument {k!r}. Expected one of {sorted(_KEYS)}. {USAGE}")
-        args[k] = v
-    if not {"analysis", "corrections"} <= set(args):
-        raise ConfigError(f"Missing argument(s) {sorted({'analysis', 'corrections'} - set(args))}. {USAGE}")
+    args: dict = parse_key_values(argv, _KEYS, {"analysis", "corrections"}, USAGE, __doc__)
     try:
         for k, kind in (("min_count", int), ("blast_threshold", float), ("uncertain_share", float)):
             if k in args:
