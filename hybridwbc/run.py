@@ -102,22 +102,14 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, experiment: str = "defa
 
 def _tracked(cfg, run_dir: Path, experiment: str, choices: dict, command, label: str):
     """A :class:`~hybridwbc.tracking.Tracker` for a run that is not a method comparison (pretrain, domain
-    shift), with the resolved config logged and the provenance tags set."""
-    from hybridwbc.config import code_version, config_hash
-    from hybridwbc.tracking import Tracker, git_commit, run_name
+    shift), and the function that logs its config and provenance (:func:`_track_config`) once it has started."""
+    from hybridwbc.tracking import Tracker, run_name
 
     tracking = cfg.tracking
     name = tracking.run_name or run_name(experiment, label, cfg.seed)
     tracker = Tracker(tracking.enabled, tracking.uri, tracking.artifact_root, tracking.experiment_name or experiment,
                       name)
-
-    def start():
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        tracker.log_artifact(run_dir / "config.yaml")
-        tracker.log_params({f"choice.{k}": v for k, v in choices.items()})
-        tracker.set_tags({"git_commit": git_commit(cfg.paths.root), "experiment": experiment, "command": command,
-                          "config_hash": config_hash(cfg), "code_version": code_version()})
-    return tracker, start
+    return tracker, lambda: _track_config(cfg, tracker, run_dir, experiment, choices, command)
 
 
 def _pretrain(cfg, run_dir: Path, experiment: str, choices: dict, command) -> dict:
@@ -169,8 +161,11 @@ def _final_summary(rows, head: str, results: dict, name: str, tracker, run_dir: 
                         ui="make ui" if default else f"mlflow ui --backend-store-uri {store} --host 127.0.0.1")
 
 
-def _track_config(cfg, tracker, run_dir: Path, experiment: str, choices: dict, command, method_cfgs) -> None:
-    """Write and log the resolved config; log choices and the config's params; tag the run."""
+def _track_config(cfg, tracker, run_dir: Path, experiment: str, choices: dict, command,
+                  method_cfgs: dict | None = None) -> None:
+    """Write and log the resolved config; log choices and the config's params; tag the run with its provenance
+    (commit, command, config hash, code version, library versions) and, for method runs (``method_cfgs``),
+    the methods and the role (``single`` or ``comparison``)."""
     from hybridwbc.config import code_version, config_hash
     from hybridwbc.tracking import flatten, git_commit, library_versions
 
@@ -180,12 +175,14 @@ def _track_config(cfg, tracker, run_dir: Path, experiment: str, choices: dict, c
     params = {f"choice.{k}": v for k, v in choices.items()}
     params.update({k: v for k, v in flatten(resolved).items()
                    if k.split(".")[0] in ("seed", "data", "eval") or k in ("features.name", "classifier.name")})
-    params["methods"] = ",".join(method_cfgs)
+    if method_cfgs is not None:
+        params["methods"] = ",".join(method_cfgs)
     tracker.log_params(params)
     tracker.set_tags({"git_commit": git_commit(cfg.paths.root), "experiment": experiment,
                       "command": command or f"python -m hybridwbc.run +experiment={experiment}",
                       "config_hash": config_hash(cfg), "code_version": code_version(),
-                      "role": "comparison" if len(method_cfgs) > 1 else "single",
+                      **({"role": "comparison" if len(method_cfgs) > 1 else "single"} if method_cfgs is not None
+                         else {}),
                       **{f"version.{k}": v for k, v in library_versions().items()}})
 
 

@@ -128,10 +128,9 @@ with Tracker(True, sys.argv[1], sys.argv[2], "stopped") as parent:
 """
 
 
-def test_a_run_stopped_by_sigterm_ends_failed_with_its_reason(project_root, tmp_path):
+def test_a_run_stopped_by_sigterm_ends_failed_with_its_reason(project_root, tmp_path, child_process):
     """The child opens a run and a nested run, says so, and waits (a known point, not a race); then SIGTERM."""
     import signal
-    import subprocess
     import sys
 
     import mlflow
@@ -139,21 +138,13 @@ def test_a_run_stopped_by_sigterm_ends_failed_with_its_reason(project_root, tmp_
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "child.py").write_text(SIGTERM_CHILD)
     env = dict(os.environ, PYTHONPATH=str(project_root))
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), uri, str(tmp_path / "art")], env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        ids = proc.stdout.readline().decode().split()
-        if len(ids) != 2:
-            proc.wait()
-            pytest.fail(f"the child did not open its runs: {proc.stderr.read().decode()[-2000:]}")
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            stream.close()
+    proc = child_process([sys.executable, str(tmp_path / "child.py"), uri, str(tmp_path / "art")], env=env)
+    ids = proc.stdout.readline().decode().split()
+    if len(ids) != 2:
+        proc.wait()
+        pytest.fail(f"the child did not open its runs: {proc.stderr.read().decode()[-2000:]}")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
     assert proc.returncode == 143  # 128 + SIGTERM, as a shell reports a process the signal ended
     client = mlflow.tracking.MlflowClient(uri)
     for run_id in ids:

@@ -17,7 +17,10 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_text_atomic", "write_bytes_atomic"]
+__all__ = ["atomic_path", "write_text_atomic", "write_bytes_atomic", "TMP_PREFIX"]
+
+#: How every temporary file starts: hidden, and recognisable by sweeps and listings.
+TMP_PREFIX = ".tmp-"
 
 
 @contextlib.contextmanager
@@ -34,12 +37,12 @@ def atomic_path(target: str | os.PathLike, *, fsync: bool = False) -> Iterator[P
     Yields
     ------
     pathlib.Path
-        ``<folder>/.<name>.<pid>.<random>.tmp<suffixes>``; nothing exists there yet.
+        ``<folder>/.tmp-<pid>-<random>-<name>``; nothing exists there yet. The writer's process id lets a
+        later run remove what a killed writer left (:meth:`hybridwbc.features.cache.FeatureCache.sweep`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    suffixes = "".join(target.suffixes[-2:])
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffixes}")
+    tmp = target.with_name(f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{target.name}")
     try:
         yield tmp
         if fsync and tmp.is_file():

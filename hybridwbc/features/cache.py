@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridwbc.data.atomic import atomic_path
+from hybridwbc.data.atomic import TMP_PREFIX, atomic_path
 
 __all__ = ["FeatureCache"]
 
@@ -78,7 +78,7 @@ class FeatureCache:
         """Number of stored vectors (temporary files are not entries)."""
         if not self.folder.is_dir():
             return 0
-        return sum(1 for p in self.folder.glob("*/*.npy") if not p.name.startswith(".tmp-"))
+        return sum(1 for p in self.folder.glob("*/*.npy") if not p.name.startswith(TMP_PREFIX))
 
     def sweep(self) -> int:
         """Remove temporary files left by writers that are no longer running (a killed run).
@@ -91,7 +91,7 @@ class FeatureCache:
         removed = 0
         if not self.folder.is_dir():
             return 0
-        for p in self.folder.glob("*/.tmp-*"):
+        for p in self.folder.glob(f"*/{TMP_PREFIX}*"):
             try:
                 pid = int(p.name.split("-")[1])
             except (IndexError, ValueError):

@@ -40,7 +40,7 @@ def test_the_temporary_keeps_the_suffixes_and_is_new_each_time(tmp_path):
     target = tmp_path / "pbc8_compact96.weights.h5"
     with atomic_path(target) as a, atomic_path(target) as b:
         assert a.name.endswith(".weights.h5") and b.name.endswith(".weights.h5")
-        assert a != b and a.parent == b.parent == tmp_path and a.name.startswith(".")
+        assert a != b and a.parent == b.parent == tmp_path and a.name.startswith(f".tmp-{os.getpid()}-")
         assert not a.exists() and not b.exists()
         a.write_text("a")
         b.write_text("b")

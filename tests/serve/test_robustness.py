@@ -213,7 +213,7 @@ def _entries(cache: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killed_extraction_resumes_from_the_cache(project_root, save_png, tmp_path, sig):
+def test_killed_extraction_resumes_from_the_cache(project_root, save_png, tmp_path, sig, child_process):
     """The child stops inside the write of its 13th entry and waits there; only then is it signalled."""
     n, stop = 30, 12
     paths = []
@@ -224,23 +224,15 @@ def test_killed_extraction_resumes_from_the_cache(project_root, save_png, tmp_pa
     cache = tmp_path / "cache"
     cmd = [sys.executable, str(tmp_path / "run.py"), str(tmp_path / "paths.txt"), str(cache)]
     env = dict(os.environ, PYTHONPATH=str(project_root))
-    proc = subprocess.Popen(cmd + [str(tmp_path / "first.npz"), str(stop)], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        said = proc.stdout.readline()  # returns once the child is blocked mid-write (or has exited)
-        if said != b"stopped\n":
-            proc.wait()
-            pytest.fail(f"the child did not reach its stop: {said!r} {proc.stderr.read().decode()[-2000:]}")
-        n_before = len(_entries(cache))
-        proc.send_signal(sig)
+    proc = child_process(cmd + [str(tmp_path / "first.npz"), str(stop)], env=env)
+    said = proc.stdout.readline()  # returns once the child is blocked mid-write (or has exited)
+    if said != b"stopped\n":
         proc.wait()
-        err = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            stream.close()
+        pytest.fail(f"the child did not reach its stop: {said!r} {proc.stderr.read().decode()[-2000:]}")
+    n_before = len(_entries(cache))
+    proc.send_signal(sig)
+    proc.wait()
+    err = proc.stderr.read().decode()
     assert n_before == stop
     assert proc.returncode != 0 and not (tmp_path / "first.npz").exists()  # the first run did not finish
     if sig == signal.SIGINT:
