@@ -213,21 +213,21 @@ class Tracker:
         ``FINISHED``. A nested run still open above it (one whose ``__enter__`` or ``__exit__`` was cut short)
         is ended ``FAILED`` first, so the status lands on this run and not on whichever run is active."""
         mlflow = self._mlflow
-        client = mlflow.MlflowClient()
+        client = mlflow.MlflowClient(tracking_uri=self.uri)
         status = "FINISHED"
         if exc is not None:
             status = "FAILED"
             client.set_tag(self.run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
             client.log_text(self.run_id, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
                             "error.txt")
-        active = mlflow.active_run()
-        while active is not None and active.info.run_id != self.run_id:
-            mlflow.end_run(status="FAILED")
-            active = mlflow.active_run()
-        if active is not None:
-            mlflow.end_run(status=status)
-        else:  # no longer on the fluent stack: set the status by id
-            client.set_terminated(self.run_id, status=status)
+        if client.get_run(self.run_id).info.status == "RUNNING":  # still open, so on MLflow's fluent stack
+            while (active := mlflow.active_run()) is not None and active.info.run_id != self.run_id:
+                mlflow.end_run(status="FAILED")
+            if active is not None:
+                mlflow.end_run(status=status)
+                return
+        # ended already by someone else (or not on the stack): set the status by id, leave other runs alone
+        client.set_terminated(self.run_id, status=status)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if not self.enabled or self._mlflow is None:

@@ -251,3 +251,18 @@ def test_every_cli_command_fails_its_runs_on_sigterm_and_restores_the_handler():
     assert info.value.code == 143
     assert callable(seen[0]) and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert run_cli(lambda: None) == 0 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_child_whose_run_was_ended_elsewhere_leaves_its_parent_open(tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with Tracker(True, uri, str(tmp_path / "art"), "x", "x · 1 method · seed 0") as parent:
+        with parent.child("x · svm · seed 0") as child:
+            mlflow.end_run()  # e.g. a library ended the active run itself
+        assert mlflow.active_run().info.run_id == parent.run_id  # the child did not end its parent
+        parent.log_metrics({"after": 1.0})
+    client = _client(uri)
+    assert client.get_run(child.run_id).info.status == "FINISHED"
+    assert client.get_run(parent.run_id).info.status == "FINISHED"
+    assert client.get_run(parent.run_id).data.metrics["after"] == 1.0

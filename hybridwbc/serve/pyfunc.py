@@ -433,8 +433,11 @@ def register(run_id: str, tracking_uri: str, name: str | None = None, model_name
                     f"({exc}). Fix: register a run that finished training."
                 ) from exc
             pipe = WBCPipeline.load(local)
-            with mlflow.start_run(run_id=run_id):
+            mlflow.start_run(run_id=run_id)
+            try:
                 uri = log_pyfunc(pipe, name=model_name).model_uri
+            finally:  # re-opened only to log the model: the run keeps the status its training gave it
+                mlflow.end_run(status=run.info.status)
             built = True
     mv = mlflow.register_model(uri, name)
     return {"name": name, "version": int(mv.version), "source": uri, "built": built}

@@ -190,8 +190,11 @@ def test_log_register_and_predict_from_the_registry(trained, tmp_path, monkeypat
         pass
     out = register(run.info.run_id, uri)
     assert out == {"name": "hybridwbc-wbc5", "version": 1, "source": info.model_uri, "built": False}
+    client = mlflow.MlflowClient(uri)
+    client.set_terminated(old.info.run_id, status="KILLED")  # stopped after it saved its model
     out2 = register(old.info.run_id, uri, name="wbc5-old")
     assert out2["built"] and out2["version"] == 1
+    assert client.get_run(old.info.run_id).info.status == "KILLED"  # re-opened to log the model, status kept
     with pytest.raises(ModelLoadError, match="no pyfunc model 'pyfunc' and no model/ artifact"):
         register(empty.info.run_id, uri)
     with pytest.raises(ModelLoadError, match="No MLflow run 'nope'"):
