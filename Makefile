@@ -15,7 +15,7 @@ help:
 	@echo "make lint         install, then check the code with ruff (rules in pyproject.toml)"
 	@echo "make experiments  run all_hem, wbc5, pbc8 and all_pbs"
 	@echo "make tables       rerun what is missing, then write experiments/<name>/results.md from MLflow"
-	@echo "make table-repeats  the cascade variants on 5-fold CV of wbc5 and pbc8 (mean ± sd, per split)"
+	@echo "make table-repeats  the cascade variants on 5-fold CV of wbc5 and pbc8 (12-epoch CNNs; mean ± sd, per split)"
 	@echo "make pretrain     train the CNN backbone on every PBC image; weights in pretrained/ (backbone.weights=<file>)"
 	@echo "make domain-shift PBC -> BCCD (another lab): every method x normalisation x augmentation, few-shot arm"
 	@echo "make all-hem-pretrained  all_hem with the PBC-pretrained backbone (frozen, fine-tuned) beside scratch"
