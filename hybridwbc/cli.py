@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from hybridwbc.errors import HybridWBCError
+from hybridwbc.errors import ConfigError, HybridWBCError
 
 __all__ = ["print_error", "run_cli", "parse_key_values"]
 
@@ -53,8 +53,6 @@ def parse_key_values(argv: list[str], keys: set[str], required: set[str], usage:
         On an argument without ``=``, a key not in ``keys``, or a missing ``required`` key; the message names
         the argument and the expected keys and ends with ``usage``.
     """
-    from hybridwbc.errors import ConfigError
-
     args: dict[str, str] = {}
     for a in argv:
         if a in ("-h", "--help"):

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_text_atomic", "write_bytes_atomic", "TMP_PREFIX"]
+__all__ = ["atomic_path", "write_text_atomic", "TMP_PREFIX"]
 
 #: How every temporary file starts: hidden, and recognisable by sweeps and listings.
 TMP_PREFIX = ".tmp-"
@@ -61,11 +61,4 @@ def write_text_atomic(target: str | os.PathLike, text: str, encoding: str = "utf
     """Write ``text`` to ``target`` atomically; returns the target's path."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding=encoding)
-    return Path(target)
-
-
-def write_bytes_atomic(target: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
-    """Write ``data`` to ``target`` atomically; returns the target's path."""
-    with atomic_path(target, fsync=fsync) as tmp:
-        tmp.write_bytes(data)
     return Path(target)

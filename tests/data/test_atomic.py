@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from hybridwbc.data.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from hybridwbc.data.atomic import atomic_path, write_text_atomic
 
 
 def test_a_completed_write_replaces_the_target_and_leaves_nothing_else(tmp_path):
@@ -16,7 +16,7 @@ def test_a_completed_write_replaces_the_target_and_leaves_nothing_else(tmp_path)
 
 
 def test_a_failed_write_keeps_the_old_target_and_removes_the_temporary(tmp_path):
-    target = write_bytes_atomic(tmp_path / "cache.npy", b"whole")
+    target = write_text_atomic(tmp_path / "cache.npy", "whole")
     with pytest.raises(KeyboardInterrupt, match="stopped half way"):
         with atomic_path(target, fsync=True) as tmp:
             tmp.write_bytes(b"hal")
