@@ -7,7 +7,8 @@ EXPERIMENTS := all_hem wbc5 pbc8 all_pbs
 
 .PHONY: scale sweep mlflow-server peers install run test test-fast lint package-check experiments ui report check-data \
         bench clean help tables table-wbc table-all-hem \
-        table-all-pbs table-repeats pretrain domain-shift all-hem-pretrained $(EXPERIMENTS)
+        table-all-pbs table-repeats pretrain domain-shift all-hem-pretrained all-pbs-pretrained \
+        $(EXPERIMENTS)
 
 help:
 	@echo "make run          install, then run the main experiment (all_hem; synthetic data if none is found)"
@@ -19,6 +20,7 @@ help:
 	@echo "make pretrain     train the CNN backbone on every PBC image; weights in pretrained/ (backbone.weights=<file>)"
 	@echo "make domain-shift PBC -> BCCD (another lab): every method x normalisation x augmentation, few-shot arm"
 	@echo "make all-hem-pretrained  all_hem with the PBC-pretrained backbone (frozen, fine-tuned) beside scratch"
+	@echo "make all-pbs-pretrained  all_pbs (B-ALL smear fields) with the PBC-pretrained backbone beside scratch"
 	@echo "make ui           serve the MLflow UI on http://127.0.0.1:5000"
 	@echo "make report       methods paragraph, result tables (Markdown, LaTeX) and checklist from mlflow.db (EXPERIMENT=...)"
 	@echo "make check-data   report what ../shared/data (or HYBRIDWBC_DATA) holds"
@@ -72,6 +74,9 @@ domain-shift: pretrain pretrained/pbc8_compact96_acq.weights.h5
 
 all-hem-pretrained: pretrain
 	$(BIN)/python -m hybridwbc.run +experiment=all_hem_pretrained
+
+all-pbs-pretrained: pretrain
+	$(BIN)/python -m hybridwbc.run +experiment=all_pbs_pretrained
 
 run: install
 	$(BIN)/python -m hybridwbc.run +experiment=all_hem

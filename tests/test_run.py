@@ -27,10 +27,10 @@ def _mlflow_run(tmp_path, run_id):
 
 
 # comparisons train every method, CNNs included. Not here, each with its own smoke run: pretrain (refuses synthetic
-# data unless asked; tests/cnn/test_pretrain.py), all_hem_pretrained (needs a pretrained file; same file) and
-# domain_shift (needs another lab's real cells; tests/evaluate/test_shift.py).
+# data unless asked; tests/cnn/test_pretrain.py), all_hem_pretrained and all_pbs_pretrained (need a pretrained
+# file; same file) and domain_shift (needs another lab's real cells; tests/evaluate/test_shift.py).
 @pytest.mark.each_experiment(slow_suffix=("_compare", "_cascades_cv"),
-                             exclude=("pretrain", "all_hem_pretrained", "domain_shift"))
+                             exclude=("pretrain", "all_hem_pretrained", "all_pbs_pretrained", "domain_shift"))
 def test_experiment_smoke_runs_on_synthetic_fallback(compose, tmp_path, name):
     cfg, choices = compose(f"+experiment={name}", *SMALL)
     out = run_experiment(cfg, tmp_path / "run", name, choices)

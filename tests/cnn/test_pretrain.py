@@ -1,5 +1,6 @@
 """A backbone pretrained offline (hybridwbc.cnn.pretrain): export and exact reload, frozen fine-tuning, the
-guard against scoring images the backbone saw, and the pretrain / all_hem_pretrained experiments end to end on
+guard against scoring images the backbone saw, and the pretrain / all_hem_pretrained / all_pbs_pretrained experiments
+end to end on
 synthetic cells (tiny CNNs, one epoch)."""
 
 from __future__ import annotations
@@ -144,6 +145,30 @@ def test_all_hem_pretrained_runs_and_refuses_a_backbone_that_saw_its_cells(compo
     cfg, choices = compose("+experiment=all_hem_pretrained", *SMALL, "backbone=tiny", *_pretrained_overrides(leaky))
     with pytest.raises(LeakageError, match="were used to pretrain"):
         run_experiment(cfg, tmp_path / "hem2", "all_hem_pretrained", choices)
+
+
+ARMS = {"scratch_cnn_svm", "frozen_cnn_svm", "frozen_cnn_rf", "finetuned_cnn_svm", "finetuned_cnn_softmax"}
+
+
+@pytest.mark.slow
+def test_all_pbs_pretrained_scores_every_arm_on_one_split_and_refuses_a_missing_backbone(compose, tmp_path):
+    from hybridwbc.errors import WeightsUnavailableError
+    from hybridwbc.run import run_experiment
+
+    weights = _pretrain(compose, tmp_path)["pretrained"]["path"]
+    cfg, choices = compose("+experiment=all_pbs_pretrained", *SMALL, "backbone=tiny", *_pretrained_overrides(weights))
+    assert cfg.eval.protocol.value == "holdout" and cfg.data.name == "all_pbs"
+    out = run_experiment(cfg, tmp_path / "pbs", "all_pbs_pretrained", choices)
+    assert set(out["methods"]) == ARMS
+    scored = {m: r["metrics"]["n_scored"] + r["metrics"]["n_skipped"] for m, r in out["methods"].items()}
+    assert len(set(scored.values())) == 1, scored  # one held-out split for every arm
+    # the arms are the same ones all_hem_pretrained compares (one shared file, conf/arms/)
+    hem, _ = compose("+experiment=all_hem_pretrained")
+    assert set(hem.methods) == ARMS and hem.methods.frozen_cnn_rf.estimator.cnn.freeze
+    missing = [o.replace(str(weights), str(tmp_path / "none.weights.h5")) for o in _pretrained_overrides(weights)]
+    cfg, choices = compose("+experiment=all_pbs_pretrained", *SMALL, "backbone=tiny", *missing)
+    with pytest.raises(WeightsUnavailableError, match="none.weights.h5"):
+        run_experiment(cfg, tmp_path / "pbs2", "all_pbs_pretrained", choices)
 
 
 def test_a_record_of_another_file_is_refused_and_a_partial_one_is_no_record(tmp_path):
