@@ -1,7 +1,6 @@
 """A backbone pretrained offline (hybridwbc.cnn.pretrain): export and exact reload, frozen fine-tuning, the
 guard against scoring images the backbone saw, and the pretrain / all_hem_pretrained / all_pbs_pretrained experiments
-end to end on
-synthetic cells (tiny CNNs, one epoch)."""
+end to end on synthetic cells (tiny CNNs, one epoch)."""
 
 from __future__ import annotations
 
@@ -119,6 +118,9 @@ def test_pretrain_exports_weights_with_provenance_and_mlflow_model(compose, tmp_
     assert check_unseen(str(weights), ["0" * 64], "pbc") == 1
 
 
+ARMS = {"scratch_cnn_svm", "frozen_cnn_svm", "frozen_cnn_rf", "finetuned_cnn_svm", "finetuned_cnn_softmax"}
+
+
 def _pretrained_overrides(weights) -> list[str]:
     out = []
     for m in ("frozen_cnn_svm", "frozen_cnn_rf", "finetuned_cnn_svm"):
@@ -138,16 +140,12 @@ def test_all_hem_pretrained_runs_and_refuses_a_backbone_that_saw_its_cells(compo
     weights = _pretrain(compose, tmp_path)["pretrained"]["path"]  # pretrained on the synthetic PBC set
     cfg, choices = compose("+experiment=all_hem_pretrained", *SMALL, "backbone=tiny", *_pretrained_overrides(weights))
     out = run_experiment(cfg, tmp_path / "hem", "all_hem_pretrained", choices)
-    assert set(out["methods"]) == {"scratch_cnn_svm", "frozen_cnn_svm", "frozen_cnn_rf", "finetuned_cnn_svm",
-                                   "finetuned_cnn_softmax"}
+    assert set(out["methods"]) == ARMS
     # a backbone pretrained on the all_hem cells themselves is refused before any training
     leaky = _pretrain(compose, tmp_path, "data=cnmc", "pretrain.name=leaky")["pretrained"]["path"]
     cfg, choices = compose("+experiment=all_hem_pretrained", *SMALL, "backbone=tiny", *_pretrained_overrides(leaky))
     with pytest.raises(LeakageError, match="were used to pretrain"):
         run_experiment(cfg, tmp_path / "hem2", "all_hem_pretrained", choices)
-
-
-ARMS = {"scratch_cnn_svm", "frozen_cnn_svm", "frozen_cnn_rf", "finetuned_cnn_svm", "finetuned_cnn_softmax"}
 
 
 @pytest.mark.slow
